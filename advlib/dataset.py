@@ -1,0 +1,307 @@
+"""The normal/adversarial dataset of paper section 2 (Tables 1 and 2), built in resumable shards.
+
+Layout of ``data/<profile>/``::
+
+    normal/<classifier>/<image_id>.png         selected normal images (lossless)
+    adversarial/<classifier>/<attack>/<id>.jpg  adversarial images as saved (JPEG q100 or PNG)
+    normal_<classifier>.csv                     the normal images of one classifier
+    shards/<classifier>/<attack>/<chunk>.csv    one finished shard (its adversarial attempts)
+    attempts.csv                                every attack attempt (success raw/rounded/saved)
+    manifest.csv                                the dataset: normal + adversarial that survived saving
+    failures.csv                                shards that failed, with their error
+
+Work is sharded by (classifier, attack, chunk of images). A shard writes its images, then its
+CSV atomically; a rerun skips shards whose CSV exists, so an interrupted run resumes and a
+rerun with the same seed gives the same manifest. A failing shard is recorded and the others
+go on. Paper scale can run the shards on a SLURM cluster through submitit (see :func:`build`).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import traceback
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+from tqdm.auto import tqdm
+
+from . import config, data, models
+from .store import pixel_sha256, save_image, write_csv
+
+SPLITS = ("train", "dev", "eval")
+
+
+@dataclass(frozen=True)
+class Shard:
+    classifier: str
+    attack: str
+    chunk: int
+    image_ids: tuple[str, ...]
+
+    def path(self, root: Path) -> Path:
+        return root / "shards" / self.classifier / self.attack / f"{self.chunk:04d}.csv"
+
+
+def read_table(path: str | Path) -> pd.DataFrame:
+    """Read a dataset CSV with stable dtypes (empty strings stay strings)."""
+    return pd.read_csv(path, keep_default_na=False, dtype={"strength": str, "split": str})
+
+
+def _seed(*parts: Any) -> int:
+    return int(hashlib.sha256("/".join(map(str, parts)).encode()).hexdigest()[:8], 16)
+
+
+# --------------------------------------------------------------------------- normal images
+
+def candidate_items(params: dict) -> list[data.Item]:
+    """The candidate inputs of a profile, in a seeded order: demo crops or ImageNet files."""
+    if params["corpus"] == "demo":
+        items = data.demo_items(params["crops_per_photo"])
+    else:
+        items = data.imagenet_items(params["imagenet_dir"], params.get("imagenet_labels"))
+    order = np.random.default_rng(params["seed"]).permutation(len(items))
+    return [items[i] for i in order[: params["n_candidates"]]]
+
+
+def build_normal(params: dict, classifier: str, model: torch.nn.Module, device: str) -> pd.DataFrame:
+    """Select and save the normal images of one classifier; return their table (cached)."""
+    root = config.out_dirs(params["profile"])["data"]
+    out = root / f"normal_{classifier}.csv"
+    if out.exists():
+        return read_table(out)
+    items = candidate_items(params)
+    images, items, failures = data.read_images(items, progress=True)
+    for path, msg in failures:
+        print(f"skipped unreadable image: {msg}")
+    top5 = models.predict_topk(model, images, 5, params["batch_size"])
+    keep = np.flatnonzero(data.select_normal(top5, items))[: params["n_normal"]]
+    rows = []
+    for i in keep:
+        it = items[i]
+        path = root / "normal" / classifier / f"{it.image_id}.png"
+        save_image(images[i], path)
+        rows.append({
+            "image_id": f"{classifier}/{it.image_id}", "source_id": f"{classifier}/{it.image_id}",
+            "source": it.source, "classifier": classifier, "attack": "none", "kind": "normal",
+            "path": str(path.relative_to(root)), "label": it.label, "label_source": it.label_source,
+            "top1": int(top5[i, 0]), "target": -1, "success_raw": False, "success_rounded": False,
+            "success_saved": False, "psnr": np.inf, "ssim": 1.0, "strength": "",
+            "sha256": pixel_sha256(images[i]),
+        })
+    write_csv(pd.DataFrame(rows), out)
+    return read_table(out)
+
+
+def load_images(root: Path, paths) -> torch.Tensor:
+    """Read dataset image files (relative to ``root``) as a uint8 (N, 3, 224, 224) stack."""
+    return torch.stack([data.load_image(root / p) for p in paths]) if len(paths) else \
+        torch.empty(0, 3, data.SIZE, data.SIZE, dtype=torch.uint8)
+
+
+# --------------------------------------------------------------------------- shards
+
+def assign_attacks(n_images: int, attacks: list[str], per_image: int) -> list[list[str]]:
+    """Attacks run on each image: all (``per_image`` 0) or a rotating subset of ``per_image``."""
+    if per_image <= 0 or per_image >= len(attacks):
+        return [list(attacks) for _ in range(n_images)]
+    return [[attacks[(i * per_image + j) % len(attacks)] for j in range(per_image)] for i in range(n_images)]
+
+
+def plan_shards(params: dict, normal: pd.DataFrame, classifier: str) -> list[Shard]:
+    """The (classifier, attack, chunk) shards of one classifier's normal images."""
+    per_attack: dict[str, list[str]] = {a: [] for a in params["attacks"]}
+    for image_id, attacks in zip(normal["image_id"], assign_attacks(len(normal), params["attacks"],
+                                                                    params["attacks_per_image"])):
+        for a in attacks:
+            per_attack[a].append(image_id)
+    shards = []
+    size = params["shard_size"]
+    for attack, ids in per_attack.items():
+        for c in range(0, len(ids), size):
+            shards.append(Shard(classifier, attack, c // size, tuple(ids[c:c + size])))
+    return shards
+
+
+def _quality(a: torch.Tensor, b: torch.Tensor) -> tuple[float, float]:
+    from skimage.metrics import peak_signal_noise_ratio, structural_similarity
+
+    x, y = a.permute(1, 2, 0).numpy(), b.permute(1, 2, 0).numpy()
+    psnr = peak_signal_noise_ratio(x, y, data_range=255) if not np.array_equal(x, y) else np.inf
+    return float(psnr), float(structural_similarity(x, y, channel_axis=2, data_range=255))
+
+
+def run_shard(params: dict, shard: Shard, model: torch.nn.Module | None = None) -> pd.DataFrame:
+    """Attack one shard's images, save the results, re-check them from the saved files.
+
+    Writes the images, then the shard CSV (atomically, last): a shard with a CSV is done.
+    """
+    from . import attacks
+
+    root = config.out_dirs(params["profile"])["data"]
+    out = shard.path(root)
+    if out.exists():
+        return read_table(out)
+    device = config.resolve_device(params["device"])
+    model = model if model is not None else models.load_classifier(shard.classifier, device)
+    normal = read_table(root / f"normal_{shard.classifier}.csv").set_index("image_id").loc[list(shard.image_ids)]
+    images = load_images(root, normal["path"].tolist())
+    labels = torch.tensor(normal["top1"].to_numpy())
+    spec = attacks.ATTACKS[shard.attack]
+    torch.manual_seed(_seed(params["seed"], shard.classifier, shard.attack, shard.chunk))
+    outcome = attacks.run_attack(shard.attack, model, images, labels, save_format=params["save_format"],
+                                 device=device, batch_size=params["batch_size"],
+                                 **params["attack_options"].get(shard.attack, {}))
+    suffix = ".jpg" if params["save_format"] == "jpeg" else ".png"
+    rows = []
+    for i, (image_id, row) in enumerate(normal.iterrows()):
+        adv = outcome.adversarial[i]
+        path = root / "adversarial" / shard.classifier / shard.attack / (image_id.split("/", 1)[1] + suffix)
+        save_image(adv, path, quality=100)
+        saved = data.load_image(path)  # the criterion is checked on the file as saved
+        target = int(outcome.target[i])
+        ok_file = bool(attacks.is_adversarial(model, saved[None], labels[i:i + 1],
+                                              torch.tensor([target]) if spec.targeted else None)[0])
+        psnr, ssim = _quality(saved, images[i])
+        rows.append({
+            "image_id": f"{image_id}/{shard.attack}", "source_id": image_id, "source": row["source"],
+            "classifier": shard.classifier, "attack": shard.attack,
+            "kind": "targeted" if spec.targeted else "non-targeted",
+            "path": str(path.relative_to(root)), "label": int(row["label"]),
+            "label_source": row["label_source"], "top1": int(row["top1"]), "target": target,
+            "success_raw": bool(outcome.success_raw[i]), "success_rounded": bool(outcome.success_rounded[i]),
+            "success_saved": ok_file, "psnr": psnr, "ssim": ssim,
+            "strength": "" if outcome.strength[i] is None else str(outcome.strength[i]),
+            "sha256": pixel_sha256(saved),
+        })
+    write_csv(pd.DataFrame(rows), out)
+    return read_table(out)
+
+
+# --------------------------------------------------------------------------- splits and manifest
+
+def assign_splits(sources: list[str], fractions: list[float], seed: int) -> dict[str, str]:
+    """Map each source photo to train/dev/eval (seeded), so no photo is in two splits."""
+    uniq = sorted(set(sources))
+    order = np.random.default_rng(seed).permutation(len(uniq))
+    n = len(uniq)
+    n_train = int(round(fractions[0] * n))
+    n_dev = int(round(fractions[1] * n))
+    split = {}
+    for rank, i in enumerate(order):
+        split[uniq[i]] = "train" if rank < n_train else ("dev" if rank < n_train + n_dev else "eval")
+    return split
+
+
+def table2(manifest: pd.DataFrame) -> pd.DataFrame:
+    """Table 2: normal / adversarial / total / ratio per attack setting and split."""
+    rows = []
+    for setting, kinds in (("targeted", ["targeted"]), ("non-targeted", ["non-targeted"]),
+                           ("combination", ["targeted", "non-targeted"])):
+        for split in SPLITS:
+            s = manifest[manifest["split"] == split]
+            n_norm = int((s["kind"] == "normal").sum())
+            n_adv = int(s["kind"].isin(kinds).sum())
+            rows.append({"setting": setting, "split": split, "normal": n_norm, "adversarial": n_adv,
+                         "total": n_norm + n_adv, "ratio": f"1:{n_adv / n_norm:.2f}" if n_norm else "-"})
+    return pd.DataFrame(rows)
+
+
+def table1(attempts: pd.DataFrame, attack_order: list[str]) -> pd.DataFrame:
+    """Table 1: per classifier and attack, images attacked and successes raw/rounded/saved."""
+    g = attempts.groupby(["classifier", "attack"])
+    t = g.agg(attacked=("image_id", "size"), success_raw=("success_raw", "sum"),
+              success_rounded=("success_rounded", "sum"), success_saved=("success_saved", "sum")).reset_index()
+    t["kind"] = t["attack"].map(attempts.drop_duplicates("attack").set_index("attack")["kind"])
+    t["attack"] = pd.Categorical(t["attack"], attack_order, ordered=True)
+    t = t.sort_values(["classifier", "attack"]).reset_index(drop=True)
+    t["attack"] = t["attack"].astype(str)
+    return t[["classifier", "kind", "attack", "attacked", "success_raw", "success_rounded", "success_saved"]]
+
+
+# --------------------------------------------------------------------------- driver
+
+def build(params: dict, executor: Any = None, progress: bool = True) -> dict[str, Any]:
+    """Build the whole dataset of a profile; return manifest, attempts and failures.
+
+    ``executor``: ``None`` runs the shards here, in order; a ``submitit`` executor (for
+    example ``submitit.AutoExecutor(folder=...)``, SLURM or local) runs them as jobs.
+    """
+    root = config.out_dirs(params["profile"])["data"]
+    device = config.resolve_device(params["device"])
+    normals, shards, failures = [], [], []
+    loaded: dict[str, torch.nn.Module] = {}
+    for clf in params["classifiers"]:
+        loaded[clf] = models.load_classifier(clf, device)
+        normal = build_normal(params, clf, loaded[clf], device)
+        normals.append(normal)
+        shards += plan_shards(params, normal, clf)
+    todo = [s for s in shards if not s.path(root).exists()]
+    print(f"{len(shards)} shards, {len(shards) - len(todo)} already done, {len(todo)} to run")
+    if executor is not None:
+        jobs = [(s, executor.submit(run_shard, params, s)) for s in todo]
+        for s, job in tqdm(jobs, desc="shards", disable=not progress):
+            try:
+                job.result()
+            except Exception as e:  # noqa: BLE001 - a failed shard must not stop the others
+                failures.append({"shard": str(s.path(root).relative_to(root)), "error": repr(e)})
+    else:
+        for s in tqdm(todo, desc="shards", disable=not progress):
+            try:
+                run_shard(params, s, loaded[s.classifier])
+            except Exception as e:  # noqa: BLE001 - a failed shard must not stop the others
+                traceback.print_exc()
+                failures.append({"shard": str(s.path(root).relative_to(root)), "error": repr(e)})
+    attempts = pd.concat([read_table(s.path(root)) for s in shards if s.path(root).exists()],
+                         ignore_index=True) if shards else pd.DataFrame()
+    normal = pd.concat(normals, ignore_index=True)
+    adversarial = attempts[attempts["success_saved"]] if len(attempts) else attempts
+    manifest = pd.concat([normal, adversarial], ignore_index=True)
+    split = assign_splits(manifest["source"].tolist(), params["split"], params["seed"])
+    manifest["split"] = manifest["source"].map(split)
+    write_csv(attempts, root / "attempts.csv")
+    write_csv(manifest, root / "manifest.csv")
+    write_csv(pd.DataFrame(failures, columns=["shard", "error"]), root / "failures.csv")
+    if failures:
+        print(f"{len(failures)} shard(s) failed (see {root / 'failures.csv'}):")
+        for f in failures:
+            print(f"  {f['shard']}: {f['error']}")
+    return {"manifest": manifest, "attempts": attempts, "failures": pd.DataFrame(failures)}
+
+
+def load_manifest(profile: str) -> pd.DataFrame:
+    """The dataset manifest written by notebook 01 (stops with a message if it is missing)."""
+    path = config.out_dirs(profile)["data"] / "manifest.csv"
+    if not path.exists():
+        raise FileNotFoundError(f"{path} not found: run notebooks/01_dataset.ipynb for profile '{profile}' first")
+    return read_table(path)
+
+
+def top5_under_ops(params: dict, manifest: pd.DataFrame, progress: bool = True) -> tuple[np.ndarray, list[str]]:
+    """Top-5 labels of every manifest image before and after every operation of the profile.
+
+    Returns ``(top5, op_names)`` with ``top5`` int (len(manifest), 1 + n_ops, 5) aligned with the
+    manifest rows (index 0: the image itself). Computed per classifier with
+    :func:`advlib.features.top5_under_ops`, cached in ``data/<profile>/cache`` so notebooks
+    02-04 share one extraction.
+    """
+    from . import features, ops
+
+    dirs = config.out_dirs(params["profile"])
+    device = config.resolve_device(params["device"])
+    op_names = list(params["ops"] or ops.OPERATIONS)
+    out = np.zeros((len(manifest), 1 + len(op_names), 5), dtype=np.int64)
+    for clf in params["classifiers"]:
+        rows = np.flatnonzero(manifest["classifier"].to_numpy() == clf)
+        if not len(rows):
+            continue
+        model = models.load_classifier(clf, device)
+        images = load_images(dirs["data"], manifest["path"].to_numpy()[rows].tolist())
+        t = features.top5_under_ops(model, images, op_names, batch_size=params["batch_size"], device=device,
+                                    cache_dir=dirs["cache"], classifier=clf, workers=params["workers"],
+                                    progress=progress)
+        out[rows] = np.asarray(t)
+    return out, op_names

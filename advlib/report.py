@@ -1,0 +1,288 @@
+"""Tables and figures of the notebooks: results are files, figures are drawn from them."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+import seaborn as sns  # noqa: E402
+
+sns.set_theme(style="whitegrid", context="paper")
+
+
+def _save(fig, path: str | Path) -> Path:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp.png")
+    fig.savefig(tmp, dpi=110, bbox_inches="tight")
+    plt.close(fig)
+    tmp.replace(path)
+    return path
+
+
+def beside(ours: pd.DataFrame, theirs: pd.DataFrame, on: list[str], cols: list[str]) -> pd.DataFrame:
+    """Our values and the paper's side by side: columns ``<col>`` and ``<col> (paper)``."""
+    t = theirs[on + cols].rename(columns={c: f"{c} (paper)" for c in cols})
+    out = ours[on + cols].merge(t, on=on, how="outer")
+    order = on + [x for c in cols for x in (c, f"{c} (paper)")]
+    return out[order]
+
+
+def fig3_psnr_ssim(manifest: pd.DataFrame, attacks: list[str], path: str | Path) -> Path:
+    """Fig. 3: mean PSNR and SSIM per attack (bars), min and max (error bars)."""
+    adv = manifest[manifest["kind"] != "normal"]
+    fig, axes = plt.subplots(1, 2, figsize=(11, 3.6))
+    present = [a for a in attacks if a in set(adv["attack"])]
+    for ax, col, color in ((axes[0], "psnr", "tab:blue"), (axes[1], "ssim", "tab:red")):
+        g = adv.replace([np.inf], np.nan).groupby("attack")[col].agg(["mean", "min", "max"]).reindex(present)
+        x = np.arange(len(g))
+        ax.bar(x, g["mean"], color=color, alpha=0.8)
+        ax.errorbar(x, g["mean"], yerr=[g["mean"] - g["min"], g["max"] - g["mean"]], fmt="none", ecolor="k",
+                    capsize=3, lw=1)
+        ax.set_xticks(x, g.index, rotation=45, ha="right")
+        ax.set_ylabel(col.upper())
+        ax.set_title(f"{col.upper()} of adversarial vs normal image (n={len(adv)})")
+    return _save(fig, path)
+
+
+def _amplified(diff: np.ndarray) -> np.ndarray:
+    d = np.abs(diff.astype(np.int16)).max(axis=2).astype(float)
+    return d / max(d.max(), 1)
+
+
+def fig_examples(root: Path, manifest: pd.DataFrame, path: str | Path, n: int = 6) -> Path:
+    """Example images: normal, adversarial, and the amplified absolute difference, one attack each."""
+    from PIL import Image
+
+    adv = manifest[manifest["kind"] != "normal"].drop_duplicates("attack").head(n)
+    normal = manifest[manifest["kind"] == "normal"].set_index("image_id")
+    fig, axes = plt.subplots(3, max(len(adv), 1), figsize=(2.2 * max(len(adv), 1), 6.8), squeeze=False)
+    for j, (_, row) in enumerate(adv.iterrows()):
+        a = np.asarray(Image.open(Path(root) / row["path"]).convert("RGB"))
+        x = np.asarray(Image.open(Path(root) / normal.loc[row["source_id"], "path"]).convert("RGB"))
+        for i, (img, title) in enumerate(((x, "normal"), (a, row["attack"]), (_amplified(a.astype(int) - x), "|diff| (scaled)"))):
+            axes[i, j].imshow(img, cmap="magma" if img.ndim == 2 else None)
+            axes[i, j].set_title(title, fontsize=8)
+            axes[i, j].axis("off")
+    for ax in axes.ravel():
+        ax.axis("off")
+    return _save(fig, path)
+
+
+# --------------------------------------------------------------------------- notebook 02
+
+def operation_effects(manifest: pd.DataFrame, top5: np.ndarray, op_names: list[str]) -> pd.DataFrame:
+    """Table 3 (long form): per classifier, image set (normal or attack) and operation.
+
+    - ``top1_unchanged``: the top-1 label after the operation equals the one before it;
+    - ``misclassified``: the reference label is not in the top-5 (the paper's Table 3 counts);
+    - ``restored``: the top-1 after the operation is the original top-1 of the normal image
+      (for adversarial images: the operation undid the attack).
+    The ``original`` rows are before any operation.
+    """
+    label = manifest["label"].to_numpy()
+    orig = manifest["top1"].to_numpy()
+    sets = np.where(manifest["kind"] == "normal", "normal", manifest["attack"])
+    rows = []
+    names = ["original"] + list(op_names)
+    for j, op in enumerate(names):
+        t = top5[:, j]
+        frame = pd.DataFrame({
+            "classifier": manifest["classifier"].to_numpy(), "set": sets, "kind": manifest["kind"].to_numpy(),
+            "top1_unchanged": t[:, 0] == top5[:, 0, 0],
+            "misclassified": ~(t == label[:, None]).any(1),
+            "restored": t[:, 0] == orig,
+        })
+        g = frame.groupby(["classifier", "set", "kind"]).agg(
+            n=("misclassified", "size"), top1_unchanged=("top1_unchanged", "sum"),
+            misclassified=("misclassified", "sum"), restored=("restored", "sum")).reset_index()
+        g.insert(3, "op", op)
+        rows.append(g)
+    out = pd.concat(rows, ignore_index=True)
+    for c in ("top1_unchanged", "misclassified", "restored"):
+        out[f"{c}_pct"] = (100 * out[c] / out["n"]).round(2)
+    return out
+
+
+def _op_axis(op_names: list[str]) -> pd.DataFrame:
+    from .ops import OPERATIONS
+
+    return pd.DataFrame({"op": op_names, "group": [OPERATIONS[o].group for o in op_names],
+                         "value": [OPERATIONS[o].value for o in op_names]})
+
+
+GROUP_TITLES = {"jpeg": "JPEG quality", "scaling": "scale factor", "blur": "Gaussian blur radius",
+                "rotation": "rotation (degrees)"}
+
+
+def fig4_operation_effects(effects: pd.DataFrame, path: str | Path, by: str = "type") -> Path:
+    """Fig. 4: % of images misclassified (label not in top-5) after each operation, all classifiers.
+
+    ``by='type'``: normal vs adversarial (the paper's figure); ``by='kind'``: normal vs targeted
+    vs non-targeted.
+    """
+    e = effects[effects["op"] != "original"].copy()
+    e["line"] = np.where(e["kind"] == "normal", "normal", "adversarial" if by == "type" else e["kind"])
+    g = e.groupby(["line", "op"])[["misclassified", "n"]].sum().reset_index()
+    g["pct"] = 100 * g["misclassified"] / g["n"]
+    g = g.merge(_op_axis(sorted(set(g["op"]), key=list(e["op"]).index)), on="op")
+    groups = [k for k in GROUP_TITLES if k in set(g["group"])]
+    fig, axes = plt.subplots(1, len(groups), figsize=(3.4 * len(groups), 3.2), sharey=True, squeeze=False)
+    for ax, grp in zip(axes[0], groups):
+        s = g[g["group"] == grp]
+        sns.lineplot(data=s, x="value", y="pct", hue="line", marker="o", ax=ax, legend=ax is axes[0, 0])
+        ax.set_xlabel(GROUP_TITLES[grp])
+        ax.set_ylabel("% misclassified (label not in top-5)")
+        if grp == "jpeg":
+            ax.invert_xaxis()
+    fig.suptitle("Effect of the operations on normal and adversarial images (all classifiers)", y=1.03)
+    return _save(fig, path)
+
+
+def fig_restored_heatmap(effects: pd.DataFrame, path: str | Path, attacks: list[str]) -> Path:
+    """Heatmap attack x operation: % of adversarial images whose original top-1 is restored."""
+    e = effects[(effects["kind"] != "normal") & (effects["op"] != "original")]
+    g = e.groupby(["set", "op"])[["restored", "n"]].sum()
+    pct = (100 * g["restored"] / g["n"]).unstack("op")
+    pct = pct.reindex(index=[a for a in attacks if a in pct.index], columns=list(dict.fromkeys(e["op"])))
+    fig, ax = plt.subplots(figsize=(0.32 * pct.shape[1] + 2, 0.4 * pct.shape[0] + 1.5))
+    sns.heatmap(pct, cmap="viridis", vmin=0, vmax=100, ax=ax, cbar_kws={"label": "% original top-1 restored"})
+    ax.set_xlabel("")
+    ax.set_ylabel("attack")
+    return _save(fig, path)
+
+
+# --------------------------------------------------------------------------- notebook 03
+
+def fig_roc(scores: dict[str, tuple], path: str | Path) -> Path:
+    """ROC curves of the detectors: ``scores`` maps a label to ``(y_true, score, threshold)``."""
+    from sklearn.metrics import roc_auc_score, roc_curve
+
+    fig, ax = plt.subplots(figsize=(5.2, 4.6))
+    for label, (y, s, _) in scores.items():
+        if len(np.unique(y)) < 2:
+            continue
+        fpr, tpr, _ = roc_curve(y, s)
+        ax.plot(fpr, tpr, label=f"{label} (AUC {roc_auc_score(y, s):.3f})")
+    ax.plot([0, 1], [0, 1], ls=":", c="grey")
+    ax.set_xlabel("false positive rate (normal flagged)")
+    ax.set_ylabel("detection rate (adversarial flagged)")
+    ax.set_title("ROC, seen attacks (combination eval split)")
+    ax.legend(fontsize=7, loc="lower right")
+    return _save(fig, path)
+
+
+def fig_detection_per_attack(per_attack: pd.DataFrame, path: str | Path, order: list[str]) -> Path:
+    """% of each attack's eval images flagged, per detector ('none': normal images, i.e. FPR)."""
+    p = per_attack.pivot_table(index="detector", columns="attack", values="flagged_pct", sort=False)
+    p = p[[a for a in order if a in p.columns]]
+    fig, ax = plt.subplots(figsize=(0.6 * p.shape[1] + 3, 0.45 * p.shape[0] + 1.5))
+    sns.heatmap(p, annot=True, fmt=".0f", cmap="rocket_r", vmin=0, vmax=100, ax=ax,
+                cbar_kws={"label": "% flagged as adversarial"})
+    ax.set_xlabel("attack ('none' = normal images)")
+    ax.set_ylabel("")
+    return _save(fig, path)
+
+
+# --------------------------------------------------------------------------- notebook 04
+
+def fig5_heuristic(d, path: str | Path, params: dict, n: int = 4) -> Path:
+    """Fig. 5: voted top-5 labels (Step 1), their QFs S_QF (Step 2), and the Step-3 candidates."""
+    from . import correct
+
+    after = d.top5[:, 1:]
+    voted = correct.label_correction(after, d.op_names, params["correction_groups"])
+    s_qf = correct.heuristic_qf_set(after, d.op_names, voted, params["heuristic_qfs"])
+    kinds = d.manifest["kind"].to_numpy()
+    picks = list(np.flatnonzero(kinds == "normal")[:1]) + list(np.flatnonzero(kinds != "normal")[: n - 1])
+    fig, axes = plt.subplots(1, len(picks), figsize=(3.3 * len(picks), 3.2), squeeze=False)
+    colors = {"max": "tab:green", "median": "tab:blue", "2ndmin": "tab:orange", "min": "tab:red"}
+    for ax, i in zip(axes[0], picks):
+        ax.bar(range(5), np.nan_to_num(s_qf[i], nan=0), color="lightgrey")
+        ax.set_xticks(range(5), [str(v) for v in voted[i]], rotation=45)
+        for k, c in colors.items():
+            q = correct.choose_qf(s_qf[i:i + 1], k)[0]
+            ax.axhline(q, color=c, ls="--", lw=1, label=f"{k} = {q}")
+        ax.set_ylim(min(params["heuristic_qfs"]) - 5, 101)
+        ax.set_title(f"{d.manifest['attack'].iat[i]} (label {d.manifest['label'].iat[i]})", fontsize=9)
+        ax.set_xlabel("voted top-5 label")
+        ax.legend(fontsize=6, loc="lower left")
+    axes[0, 0].set_ylabel("highest QF whose top-1 is the label")
+    return _save(fig, path)
+
+
+def fig6_label_correction(lc: pd.DataFrame, path: str | Path, attack_order: list[str]) -> Path:
+    """Fig. 6: % of images whose label is in the voted top-5, per op set (left) and per attack (right)."""
+    fig, axes = plt.subplots(1, 2, figsize=(12, 3.6), gridspec_kw={"width_ratios": [1, 2]})
+    g = lc.groupby(["op_set", "type"])[["correct", "n"]].sum().reset_index()
+    g["pct"] = 100 * g["correct"] / g["n"]
+    sns.barplot(data=g, x="op_set", y="pct", hue="type", ax=axes[0])
+    axes[0].set_ylabel("% with the label in the corrected top-5")
+    axes[0].set_xlabel("")
+    axes[0].tick_params(axis="x", rotation=20)
+    for c in axes[0].containers:
+        axes[0].bar_label(c, fmt="%.1f", fontsize=7)
+    p = lc.pivot_table(index="op_set", columns="attack", values="correct_pct", sort=False)
+    p = p[[a for a in attack_order if a in p.columns]]
+    sns.heatmap(p, annot=True, fmt=".0f", cmap="viridis", vmin=0, vmax=100, ax=axes[1],
+                cbar_kws={"label": "% corrected ('none': normal kept)"})
+    axes[1].set_ylabel("")
+    return _save(fig, path)
+
+
+def fig7_examples(d, root: Path, qf_min: np.ndarray, path: str | Path, n: int = 5) -> Path:
+    """Fig. 7: normal, corrected normal, adversarial, corrected adversarial (heuristic-min)."""
+    from . import correct
+    from .dataset import load_images
+
+    m = d.manifest
+    adv_rows = np.flatnonzero((m["kind"] != "normal").to_numpy())
+    adv_rows = adv_rows[np.unique(m["attack"].to_numpy()[adv_rows], return_index=True)[1]][:n]
+    row_of = pd.Series(np.arange(len(m)), index=m["image_id"])
+    src_rows = row_of.loc[m["source_id"].to_numpy()[adv_rows]].to_numpy()
+    norm = load_images(root, m["path"].to_numpy()[src_rows].tolist())
+    adv = load_images(root, m["path"].to_numpy()[adv_rows].tolist())
+    panels = [(norm, "normal", None), (correct.jpeg_correct(norm, qf_min[src_rows]), "corrected", src_rows),
+              (adv, "adversarial", None), (correct.jpeg_correct(adv, qf_min[adv_rows]), "corrected", adv_rows)]
+    fig, axes = plt.subplots(4, len(adv_rows), figsize=(2.1 * len(adv_rows), 8.8), squeeze=False)
+    for r, (imgs, title, rows) in enumerate(panels):
+        for j in range(len(adv_rows)):
+            axes[r, j].imshow(imgs[j].permute(1, 2, 0).numpy())
+            t = title if rows is None else f"{title} (QF {qf_min[rows[j]]})"
+            if r == 2:
+                t = m["attack"].iat[adv_rows[j]]
+            axes[r, j].set_title(t, fontsize=8)
+            axes[r, j].axis("off")
+    return _save(fig, path)
+
+
+def fig8_quality(quality: pd.DataFrame, path: str | Path) -> Path:
+    """Fig. 8: mean PSNR / SSIM of corrected adversarial images vs their normal source (min-max bars)."""
+    fig, axes = plt.subplots(1, 2, figsize=(11, 3.4))
+    order = list(dict.fromkeys(quality["method"]))
+    for ax, col, color in ((axes[0], "psnr", "tab:blue"), (axes[1], "ssim", "tab:red")):
+        g = quality.replace([np.inf], np.nan).groupby("method")[col].agg(["mean", "min", "max"]).reindex(order)
+        x = np.arange(len(g))
+        ax.bar(x, g["mean"], color=color, alpha=0.8)
+        ax.errorbar(x, g["mean"], yerr=[g["mean"] - g["min"], g["max"] - g["mean"]], fmt="none", ecolor="k", capsize=3)
+        ax.set_xticks(x, g.index, rotation=30, ha="right")
+        ax.set_ylabel(col.upper())
+    fig.suptitle("Corrected adversarial images vs their normal source", y=1.02)
+    return _save(fig, path)
+
+
+def fig9_qf_histogram(qf: np.ndarray, is_adv: np.ndarray, path: str | Path) -> Path:
+    """Fig. 9: histogram of the QFs chosen by heuristic-min, normal vs adversarial (% of each)."""
+    df = pd.DataFrame({"QF": qf, "type": np.where(is_adv, "adversarial", "normal")})
+    counts = df.groupby(["type", "QF"]).size().rename("n").reset_index()
+    counts["pct"] = 100 * counts["n"] / counts.groupby("type")["n"].transform("sum")
+    fig, ax = plt.subplots(figsize=(7, 3.2))
+    sns.barplot(data=counts, x="QF", y="pct", hue="type", ax=ax)
+    ax.set_ylabel("% of images")
+    ax.set_xlabel("JPEG quality chosen by heuristic-min")
+    return _save(fig, path)
