@@ -1,0 +1,301 @@
+"""Detectors and metrics (advlib.detect) on real features of real photos and real FGSM images.
+
+The session fixture takes 16 demo photos, attacks them with foolbox's FGSM (Linf, eps 8/255) on
+efficientnet_lite0, rounds to uint8 as the dataset does, and computes the top-5 labels under
+three JPEG qualities and three rotations (advlib.features), then the paper's counting (2 groups x 5 = 10)
+and differences (6 ops x 5 = 30) features. Splits are by photo: 8 train, 3 dev, 5 eval.
+"""
+
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from advlib import data, detect, features
+from advlib.models import MissingWeightsError, predict_topk
+
+JPEG_QUALITIES = (90, 60, 30)
+ROTATIONS = (2, 5, 8)
+N_PHOTOS, N_TRAIN, N_DEV = 16, 8, 3
+
+
+@pytest.fixture(scope="module", autouse=True)
+def one_torch_thread():
+    """One intra-op thread: on 2 busy shared cores, OpenMP's second thread makes small ops 100x slower."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+@pytest.fixture(scope="module")  # computed once; module scope so that it runs with one thread
+def real_set(classifier):
+    """Images (N, 3, 224, 224) uint8, labels (1 = FGSM), photo index, counting and differences features."""
+    import foolbox
+
+    items = data.demo_items(1)[:N_PHOTOS]
+    normal, ok, failures = data.read_images(items)
+    assert not failures and len(ok) == N_PHOTOS
+    x = normal.float() / 255
+    top1 = predict_topk(classifier, normal, k=1, batch_size=16)[:, 0].clone()  # not an inference tensor
+    fmodel = foolbox.PyTorchModel(classifier, bounds=(0, 1))
+    _, adv, _ = foolbox.attacks.LinfFastGradientAttack()(fmodel, x, top1, epsilons=8 / 255)
+    adv = (adv * 255).round().clamp(0, 255).to(torch.uint8)
+    images = torch.cat([normal, adv])
+    y = np.r_[np.zeros(N_PHOTOS), np.ones(N_PHOTOS)].astype(int)
+    photo = np.r_[np.arange(N_PHOTOS), np.arange(N_PHOTOS)]
+    ops = [f"jpeg_{q}" for q in JPEG_QUALITIES] + [f"rotate_{a}" for a in ROTATIONS]
+    top5 = features.top5_under_ops(classifier, images, ops, batch_size=16, progress=False)
+    ref, after = top5[:, 0], top5[:, 1:]
+    n_jpeg = len(JPEG_QUALITIES)
+    counting = np.concatenate([features.counting(ref, after[:, :n_jpeg]),
+                               features.counting(ref, after[:, n_jpeg:])], 1).astype(np.float32)
+    differences = features.differences(ref, after).astype(np.float32)
+    split = np.where(photo < N_TRAIN, "train", np.where(photo < N_TRAIN + N_DEV, "dev", "eval"))
+    return {"images": images, "y": y, "split": split, "count": counting, "diff": differences}
+
+
+def _part(real_set, kind, split):
+    m = real_set["split"] == split
+    return real_set[kind][m], real_set["y"][m]
+
+
+# --------------------------------------------------------------------------- registry
+
+def test_registry_and_factories():
+    assert set(detect.DETECTORS) == {"svm", "random_forest", "lda", "mlp", "stats_cnn", "raw_resnet50",
+                                     "raw_xception", "feature_squeezing"}
+    svc = detect.make_detector("svm")
+    assert svc.gamma == "auto" and svc.probability
+    rf = detect.make_detector("random_forest")
+    assert (rf.n_estimators, rf.max_depth) == (100, 2)
+    assert detect.make_detector("svm", C=10).C == 10
+    assert "StatsCNN(" in repr(detect.make_detector("stats_cnn", epochs=3))
+    assert detect.make_detector("raw_xception", epochs=1).arch == "xception"
+    with pytest.raises(KeyError, match="unknown detector 'knn'"):
+        detect.make_detector("knn")
+    with pytest.raises(ValueError, match="gamma_typo"):
+        detect.make_detector("svm", gamma_typo=1)
+    with pytest.raises(ValueError, match="arch"):
+        detect.RawImageCNN("vgg")
+
+
+# --------------------------------------------------------------------------- traditional classifiers
+
+@pytest.mark.parametrize("kind", ["count", "diff"])
+@pytest.mark.parametrize("name", ["svm", "random_forest", "lda", "mlp"])
+def test_traditional_fit_predict_save_load(real_set, name, kind, tmp_path):
+    X, y = _part(real_set, kind, "train")
+    Xe, ye = _part(real_set, kind, "eval")
+    det = detect.make_detector(name).fit(X, y)
+    pred, proba = det.predict(Xe), det.predict_proba(Xe)
+    assert pred.shape == (len(Xe),) and set(np.unique(pred)) <= {0, 1}
+    assert proba.shape == (len(Xe), 2) and (proba >= 0).all() and (proba <= 1).all()
+    np.testing.assert_allclose(proba.sum(1), 1, atol=1e-6)
+    meta = {"classifier": "efficientnet_lite0", "ops": "jpeg+rotation", "feature": kind, "detector": name}
+    detect.save_detector(det, tmp_path / name, meta)
+    assert (tmp_path / name / "model.skops").exists() and detect.read_meta(tmp_path / name) == meta
+    back = detect.load_detector(tmp_path / name, expect={"feature": kind, "classifier": "efficientnet_lite0"})
+    assert type(back) is type(det)
+    np.testing.assert_array_equal(back.predict(Xe), pred)
+    np.testing.assert_array_equal(back.predict_proba(Xe), proba)
+    other = "diff" if kind == "count" else "count"
+    with pytest.raises(ValueError, match=rf"'feature': expected '{other}', found '{kind}'"):
+        detect.load_detector(tmp_path / name, expect={"feature": other})
+    with pytest.raises(ValueError, match="'seed'.*<missing>"):
+        detect.load_detector(tmp_path / name, expect={"seed": 0})
+
+
+def test_features_separate_fgsm_from_normal(real_set):
+    """Real signal: FGSM images change labels under JPEG/rotation far more than normal ones."""
+    X, y = _part(real_set, "count", "train")
+    Xe, ye = _part(real_set, "count", "eval")
+    assert real_set["count"][real_set["y"] == 0].mean() > real_set["count"][real_set["y"] == 1].mean()
+    aucs = {n: detect.evaluate(ye, detect.detector_scores(detect.make_detector(n).fit(X, y), Xe))["auc"]
+            for n in ("svm", "random_forest", "lda", "mlp")}
+    assert max(aucs.values()) >= 0.8, aucs
+
+
+def test_select_on_dev(real_set):
+    X, y = _part(real_set, "diff", "train")
+    Xd, yd = _part(real_set, "diff", "dev")
+    det, best, acc = detect.select_on_dev("svm", X, y, Xd, yd, seed=0)
+    assert best["C"] in detect.PARAM_GRIDS["svm"]["C"] and det.C == best["C"]
+    assert acc == pytest.approx((det.predict(Xd) == yd).mean())
+    for C in detect.PARAM_GRIDS["svm"]["C"]:  # nothing in the grid beats the choice on dev
+        assert (detect.make_detector("svm", C=C).fit(X, y).predict(Xd) == yd).mean() <= acc
+    det, best, _ = detect.select_on_dev("lda", X, y, Xd, yd, grid={"solver": ["svd", "svd"]})
+    assert best == {"solver": "svd"}
+    det, best, _ = detect.select_on_dev("random_forest", X, y, Xd, yd)
+    assert best == {"max_depth": 2, "n_estimators": 100}
+
+
+# --------------------------------------------------------------------------- stats-CNN
+
+@pytest.mark.parametrize("kind,layout", [("count", "auto"), ("diff", "diff")])
+def test_stats_cnn(real_set, kind, layout, tmp_path):
+    X, y = _part(real_set, kind, "train")
+    Xd, yd = _part(real_set, kind, "dev")
+    Xe, _ = _part(real_set, kind, "eval")
+    params = dict(epochs=8, batch_size=8, layout=layout, random_state=1, progress=False)
+    det = detect.StatsCNN(**params).fit(X, y, X_dev=Xd, y_dev=yd)
+    assert det.layout_ == ("count" if layout == "auto" else "diff")
+    assert len(det.history_) == 8
+    dev = [h["dev_accuracy"] for h in det.history_]
+    assert det.best_epoch_ == int(np.argmax(dev)) + 1 and det.dev_accuracy_ == max(dev)
+    # the kept checkpoint is the best epoch's: its dev accuracy is reproduced after fit
+    assert (det.predict(Xd) == yd).mean() == pytest.approx(det.dev_accuracy_)
+    proba = det.predict_proba(Xe)
+    assert proba.shape == (len(Xe), 2) and ((proba >= 0) & (proba <= 1)).all()
+    np.testing.assert_array_equal(det.predict(Xe), (proba[:, 1] >= 0.5).astype(int))
+    again = detect.StatsCNN(**params).fit(X, y, X_dev=Xd, y_dev=yd)
+    np.testing.assert_allclose(again.predict_proba(Xe), proba, atol=1e-6)  # seeded
+    detect.save_detector(det, tmp_path / "cnn", {"feature": kind, "detector": "stats_cnn"})
+    back = detect.load_detector(tmp_path / "cnn", expect={"feature": kind})
+    assert back.best_epoch_ == det.best_epoch_ and back.get_params() == det.get_params()
+    np.testing.assert_allclose(back.predict_proba(Xe), proba, atol=1e-6)
+    with pytest.raises(ValueError, match="'detector': expected 'mlp', found 'stats_cnn'"):
+        detect.load_detector(tmp_path / "cnn", expect={"detector": "mlp"})
+    with pytest.raises(ValueError, match="features"):
+        back.predict(Xe[:, :5])
+
+
+# --------------------------------------------------------------------------- raw-image CNNs
+
+@pytest.mark.parametrize("arch", ["resnet50", "xception"])
+def test_raw_image_cnn_tiny(real_set, arch, tmp_path):
+    images, y = real_set["images"], real_set["y"]
+    tr = np.r_[0:2, N_PHOTOS:N_PHOTOS + 2]  # 2 normal photos + their FGSM versions
+    dv = np.r_[2, N_PHOTOS + 2]
+    det = detect.make_detector(f"raw_{arch}", epochs=1, batch_size=2, random_state=0, progress=False)
+    det.fit(images[tr], y[tr], X_dev=images[dv], y_dev=y[dv])
+    assert det.best_epoch_ == 1 and len(det.history_) == 1
+    proba = det.predict_proba(images[dv])
+    assert proba.shape == (len(dv), 2) and ((proba >= 0) & (proba <= 1)).all()
+    assert det.dev_accuracy_ == np.mean((proba[:, 1] >= 0.5) == y[dv])
+    detect.save_detector(det, tmp_path / arch, {"detector": f"raw_{arch}", "pretrained": False})
+    back = detect.load_detector(tmp_path / arch, expect={"pretrained": False})
+    assert back.arch == arch
+    np.testing.assert_allclose(back.predict_proba(images[dv]), proba, atol=1e-5)
+    with pytest.raises(ValueError, match="'pretrained': expected True, found False"):
+        detect.load_detector(tmp_path / arch, expect={"pretrained": True})
+    with pytest.raises(ValueError, match="uint8"):
+        det.predict(images[dv].float())
+    assert back.predict(images[dv][:0]).shape == (0,)
+
+
+@pytest.mark.parametrize("arch", ["resnet50", "xception"])
+def test_raw_image_cnn_missing_pretrained_weights(real_set, arch, tmp_path, monkeypatch):
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
+    monkeypatch.setenv("HF_HOME", str(tmp_path / "hf"))
+    monkeypatch.delenv("HF_HUB_CACHE", raising=False)
+    det = detect.RawImageCNN(arch, pretrained=True, epochs=1, progress=False)
+    with pytest.raises(MissingWeightsError, match=str(tmp_path / "torch")) as err:
+        det.fit(real_set["images"][:2], [0, 1])
+    assert "Nothing is downloaded" in str(err.value)
+
+
+# --------------------------------------------------------------------------- feature squeezing
+
+def test_squeezers_match_evademl_references(real_set):
+    from scipy.ndimage import median_filter
+
+    x = real_set["images"][:2].float() / 255
+    ref = np.stack([[median_filter(c, size=(2, 2), mode="reflect") for c in im] for im in x.numpy()])
+    np.testing.assert_array_equal(detect.median_filter(x, 2).numpy(), ref)
+    ref3 = np.stack([[median_filter(c, size=(3, 3), mode="reflect") for c in im] for im in x.numpy()])
+    np.testing.assert_array_equal(detect.median_filter(x, 3).numpy(), ref3)
+    np.testing.assert_allclose(detect.bit_depth(x, 5).numpy(), np.rint(x.numpy() * 31) / 31, atol=1e-7)
+    nlm = detect.non_local_means(real_set["images"][:1])
+    assert nlm.dtype == torch.uint8 and nlm.shape == (1, 3, 224, 224)
+    assert 0 < (nlm.int() - real_set["images"][:1].int()).abs().float().mean() < 5
+
+
+def test_feature_squeezing(real_set, classifier, tmp_path):
+    images, y, split = real_set["images"], real_set["y"], real_set["split"]
+    tr, te = split == "train", split == "eval"
+    fs = detect.make_detector("feature_squeezing", model=classifier, batch_size=8)
+    assert "efficientnet_lite0" in repr(fs)
+    fs.fit(images[tr], y[tr])  # uses only the normal training images
+    assert len(fs.train_scores_) == N_TRAIN and fs.threshold_used() == fs.threshold_ == fs.fpr_threshold_
+    assert (fs.train_scores_ > fs.threshold_).mean() <= 0.05  # at most 5% false positives on training normals
+    assert fs.threshold_ == np.sort(fs.train_scores_)[math.ceil(N_TRAIN * 0.95) - 1]
+    by_squeezer = fs.squeezer_scores(images[te])
+    assert by_squeezer.shape == (te.sum(), 3) and ((by_squeezer >= 0) & (by_squeezer <= 2)).all()
+    scores = by_squeezer.max(1)
+    m = detect.evaluate(y[te], scores, threshold=fs.threshold_)
+    assert m["auc"] > 0.5, m  # FGSM at 8/255 moves the softmax under squeezing more than normal photos
+    few = images[te][[0, -1]]  # one normal, one FGSM image
+    np.testing.assert_allclose(detect.detector_scores(fs, few), scores[[0, -1]], atol=1e-6)
+    pred = (scores[[0, -1]] > fs.threshold_).astype(int)
+    paper = detect.FeatureSqueezing.paper_setting(classifier)
+    assert paper.threshold_used() == detect.PAPER_THRESHOLD == 1.2128
+    np.testing.assert_array_equal(paper.predict(few), (scores[[0, -1]] > 1.2128).astype(int))
+    detect.save_detector(fs, tmp_path / "fs", {"classifier": "efficientnet_lite0", "detector": "feature_squeezing"})
+    back = detect.load_detector(tmp_path / "fs", expect={"classifier": "efficientnet_lite0"}, model=classifier)
+    assert back.threshold_ == fs.threshold_ and back.get_params()["nlm"] == (11, 3, 4)
+    np.testing.assert_array_equal(back.predict(few), pred)
+    with pytest.raises(ValueError, match="'classifier': expected 'resnet50'"):
+        detect.load_detector(tmp_path / "fs", expect={"classifier": "resnet50"}, model=classifier)
+    with pytest.raises(RuntimeError, match="threshold"):
+        detect.FeatureSqueezing(classifier).predict(images[:1])
+
+
+# --------------------------------------------------------------------------- metrics
+
+def test_metrics_on_hand_checkable_inputs():
+    y = np.array([0, 0, 0, 1, 1, 1])
+    perfect = np.array([0.1, 0.2, 0.3, 0.7, 0.8, 0.9])
+    m = detect.evaluate(y, perfect)
+    assert (m["accuracy"], m["eer"], m["auc"], m["tpr_at_5fpr"]) == (1.0, 0.0, 1.0, 1.0)
+    assert (m["n"], m["n_adversarial"]) == (6, 3)
+    m = detect.evaluate(y, 1 - perfect)
+    assert (m["accuracy"], m["eer"], m["auc"], m["tpr_at_5fpr"]) == (0.0, 1.0, 0.0, 0.0)
+    m = detect.evaluate(y, np.full(6, 0.5))
+    assert (m["eer"], m["auc"], m["accuracy"]) == (0.5, 0.5, 0.5)
+    m = detect.evaluate([0, 0, 1, 1], [0.1, 0.6, 0.4, 0.9])
+    assert (m["accuracy"], m["eer"], m["auc"], m["tpr_at_5fpr"]) == (0.5, 0.5, 0.75, 0.5)
+    m = detect.evaluate([0, 0, 1, 1], [0.1, 0.6, 0.4, 0.9], y_pred=[0, 0, 1, 1])
+    assert m["accuracy"] == 1.0
+    assert math.isnan(detect.evaluate([1, 1], [0.2, 0.9])["eer"])
+    with pytest.raises(ValueError, match="y_true"):
+        detect.evaluate([0, 2], [0.1, 0.2])
+    with pytest.raises(ValueError, match="shape"):
+        detect.evaluate([0, 1], [0.1, 0.2, 0.3])
+
+
+def test_eer_matches_the_authors_formula(real_set):
+    """The authors' EER: brentq(lambda x: 1 - x - interp1d(fpr, tpr)(x), 0, 1) on the ROC curve."""
+    from scipy.interpolate import interp1d
+    from scipy.optimize import brentq
+    from sklearn.metrics import roc_curve
+
+    X, y = _part(real_set, "diff", "train")
+    Xe, ye = _part(real_set, "diff", "eval")
+    for name in ("svm", "lda"):
+        s = detect.detector_scores(detect.make_detector(name).fit(X, y), Xe)
+        fpr, tpr, _ = roc_curve(ye, s)
+        if len(np.unique(fpr)) < len(fpr):  # interp1d needs distinct fpr; perturb ties away
+            continue
+        assert detect.eer(ye, s) == pytest.approx(brentq(lambda x: 1 - x - interp1d(fpr, tpr)(x), 0, 1), abs=1e-9)
+    rng = np.random.default_rng(0)
+    yy = np.r_[np.zeros(300), np.ones(300)].astype(int)
+    ss = np.r_[rng.normal(0, 1, 300), rng.normal(1, 1, 300)]
+    fpr, tpr, _ = roc_curve(yy, ss)
+    ref = brentq(lambda x: 1 - x - interp1d(fpr, tpr)(x), 0, 1)
+    assert detect.eer(yy, ss) == pytest.approx(ref, abs=1e-3)
+
+
+def test_bootstrap_ci():
+    rng = np.random.default_rng(1)
+    y = np.r_[np.zeros(100), np.ones(100)].astype(int)
+    s = np.clip(np.r_[rng.normal(0.35, 0.2, 100), rng.normal(0.65, 0.2, 100)], 0, 1)
+    point = detect.evaluate(y, s)
+    for metric in ("accuracy", "eer", "auc"):
+        lo, hi = detect.bootstrap_ci(y, s, metric=metric, n_boot=200, seed=0)
+        assert lo <= point[metric] <= hi and hi - lo < 0.3
+        assert (lo, hi) == detect.bootstrap_ci(y, s, metric=metric, n_boot=200, seed=0)
+    assert detect.bootstrap_ci(y, np.r_[np.zeros(100), np.ones(100)], n_boot=50) == (1.0, 1.0)
+    with pytest.raises(ValueError, match="metric"):
+        detect.bootstrap_ci(y, s, metric="f1")
