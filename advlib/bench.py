@@ -1,0 +1,177 @@
+"""Speed figures: ``python -m advlib.bench {ops,features,pipeline,all} [--device cpu|cuda] [--n N]``.
+
+All figures are measured in one run on the same real photos (:func:`advlib.data.demo_items`)
+with efficientnet_lite0, and written to BENCHMARKS.md (one row per date, device, threads and
+figure; a rerun replaces its rows). The last line of each benchmark is ``RESULT name=value``.
+
+- ``ops``: images per second for all 38 operations, a single-threaded Pillow loop (the
+  authors' way) vs :func:`advlib.ops.apply` on the batch -> ``ops_speedup``.
+- ``features``: images per second of :func:`advlib.features.top5_under_ops` vs the classifier
+  alone doing the same 39 forward passes on precomputed inputs (the limit) ->
+  ``feature_efficiency``.
+- ``pipeline``: the authors' pipeline (per image: a Pillow operation, then a batch-1 forward,
+  38 times, plus the original) vs ours -> ``pipeline_speedup``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as _dt
+import platform
+import time
+
+import numpy as np
+import torch
+
+from . import features, ops
+from .config import ROOT
+from .data import demo_items, read_images
+from .models import load_classifier
+
+BENCHMARKS = ROOT / "BENCHMARKS.md"
+HEADER = ("| date | device | torch threads | figure | value |\n"
+          "|------|--------|---------------|--------|-------|\n")
+
+
+def _timed(fn) -> float:
+    start = time.perf_counter()
+    fn()
+    return time.perf_counter() - start
+
+
+def _device_name(device: torch.device) -> str:
+    if device.type == "cuda":
+        return torch.cuda.get_device_name(device)
+    return f"cpu ({platform.processor() or platform.machine()})"
+
+
+def bench_ops(images: torch.Tensor, device: torch.device, workers: int) -> dict[str, float]:
+    """Images per second for all 38 operations: Pillow loop (1 thread) vs batched."""
+    names = list(ops.OPERATIONS)
+
+    def pillow() -> None:
+        for im in images:
+            pil = ops._to_pil(im)
+            for name in names:
+                np.asarray(ops.apply_pil(name, pil))
+
+    def batched() -> None:
+        x = images.to(device)
+        for name in names:
+            ops.apply(name, x, workers=workers)
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+
+    ops.check_exactness(images[0], device=device)  # also warms up caches and lazy imports
+    t_pil, t_ours = _timed(pillow), _timed(batched)
+    return {"pillow_ips": len(images) / t_pil, "batched_ips": len(images) / t_ours, "ops_speedup": t_pil / t_ours}
+
+
+def bench_features(model, images: torch.Tensor, device: torch.device, workers: int,
+                   batch_size: int) -> dict[str, float]:
+    """Images per second of top5_under_ops vs its forward passes alone on precomputed inputs."""
+    names = list(ops.OPERATIONS)
+    features.top5_under_ops(model, images[:2], batch_size=batch_size, workers=workers, progress=False)  # warm-up
+    t_ours = _timed(lambda: features.top5_under_ops(model, images, batch_size=batch_size, device=device,
+                                                     workers=workers, progress=False))
+    chunks = [features._versions_by_size(images[s:s + batch_size], names, device, workers)
+              for s in range(0, len(images), batch_size)]
+
+    def forward_only() -> None:
+        for s, groups in zip(range(0, len(images), batch_size), chunks):
+            features._classify_groups(model, groups, len(images[s:s + batch_size]), 1 + len(names), batch_size)
+
+    t_limit = _timed(forward_only)
+    return {"features_ips": len(images) / t_ours, "limit_ips": len(images) / t_limit,
+            "feature_efficiency": t_limit / t_ours}
+
+
+def bench_pipeline(model, images: torch.Tensor, device: torch.device, workers: int,
+                   batch_size: int) -> dict[str, float]:
+    """The authors' per-image pipeline (Pillow op, batch-1 forward, x38 + original) vs ours."""
+    names = list(ops.OPERATIONS)
+
+    def authors() -> None:
+        with torch.no_grad():
+            for im in images:
+                pil = ops._to_pil(im)
+                for version in [pil] + [ops.apply_pil(name, pil) for name in names]:
+                    x = torch.from_numpy(np.asarray(version).copy()).permute(2, 0, 1)[None].float() / 255
+                    model(x.to(device)).topk(5, dim=1).indices.cpu()
+
+    t_authors = _timed(authors)
+    t_ours = _timed(lambda: features.top5_under_ops(model, images, batch_size=batch_size, device=device,
+                                                     workers=workers, progress=False))
+    return {"authors_ips": len(images) / t_authors, "ours_ips": len(images) / t_ours,
+            "pipeline_speedup": t_authors / t_ours}
+
+
+def write_rows(rows: list[tuple[str, str]], device: str, threads: int, path=BENCHMARKS) -> None:
+    """Add ``(figure, value)`` rows to the BENCHMARKS.md table, replacing a row of the same
+    date, device, threads and figure."""
+    from .store import atomic_write_bytes
+
+    date = _dt.date.today().isoformat()
+    text = path.read_text() if path.exists() else ""
+    if HEADER not in text:
+        text = (text.rstrip() + "\n\n" if text.strip() else
+                "# Benchmarks\n\nWritten by `python -m advlib.bench` (`make bench`); one row per figure.\n\n") + HEADER
+    head, _, table = text.partition(HEADER)
+    lines = [ln for ln in table.splitlines() if ln.startswith("|")]
+    rest = "\n".join(ln for ln in table.splitlines() if not ln.startswith("|"))
+    for figure, value in rows:
+        key = f"| {date} | {device} | {threads} | {figure} |"
+        lines = [ln for ln in lines if not ln.startswith(key)] + [f"{key} {value} |"]
+    atomic_write_bytes(path, (head + HEADER + "\n".join(lines) + "\n" + rest).encode())
+
+
+def main(argv: list[str] | None = None) -> dict[str, float]:
+    parser = argparse.ArgumentParser(prog="python -m advlib.bench", description=__doc__.splitlines()[0])
+    parser.add_argument("what", choices=["ops", "features", "pipeline", "all"])
+    parser.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
+    parser.add_argument("--n", type=int, default=16, help="number of images (default 16)")
+    parser.add_argument("--batch-size", type=int, default=64)
+    parser.add_argument("--classifier", default="efficientnet_lite0")
+    parser.add_argument("--no-write", action="store_true", help="do not touch BENCHMARKS.md")
+    args = parser.parse_args(argv)
+    if args.device == "cuda" and not torch.cuda.is_available():
+        parser.error("--device cuda: CUDA is not available")
+    device = torch.device(args.device)
+    threads = torch.get_num_threads()
+    workers = threads if device.type == "cpu" else max(threads, 4)
+    items = demo_items(8)
+    images, _, _ = read_images(items[::max(1, len(items) // args.n)][:args.n])
+    print(f"{len(images)} photos, {_device_name(device)}, torch threads {threads}, JPEG workers {workers}")
+
+    results: dict[str, float] = {}
+    rows: list[tuple[str, str]] = []
+    if args.what in ("ops", "all"):
+        r = bench_ops(images, device, workers)
+        results.update(r)
+        rows.append(("ops_speedup", f"{r['ops_speedup']:.2f} (batched {r['batched_ips']:.1f} img/s vs "
+                                    f"Pillow loop {r['pillow_ips']:.1f} img/s, 38 ops, n={len(images)})"))
+    if args.what != "ops":
+        model = load_classifier(args.classifier, device)
+    if args.what in ("features", "all"):
+        r = bench_features(model, images, device, workers, args.batch_size)
+        results.update(r)
+        rows.append(("feature_efficiency", f"{r['feature_efficiency']:.3f} (top5_under_ops {r['features_ips']:.2f}"
+                                           f" img/s vs forward passes alone {r['limit_ips']:.2f} img/s, "
+                                           f"{args.classifier}, n={len(images)})"))
+    if args.what in ("pipeline", "all"):
+        r = bench_pipeline(model, images, device, workers, args.batch_size)
+        results.update(r)
+        rows.append(("pipeline_speedup", f"{r['pipeline_speedup']:.2f} (ours {r['ours_ips']:.2f} img/s vs "
+                                         f"authors' per-image loop {r['authors_ips']:.2f} img/s, "
+                                         f"{args.classifier}, n={len(images)})"))
+    for k, v in results.items():
+        print(f"{k}: {v:.3f}")
+    if not args.no_write:
+        write_rows(rows, _device_name(device), threads)
+    for figure, _ in rows:
+        print(f"RESULT {figure}={results[figure]:.3f}")
+    return results
+
+
+if __name__ == "__main__":
+    main()

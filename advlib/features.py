@@ -1,0 +1,218 @@
+"""Section 4's features: top-5 labels under the 38 operations, counting and differences.
+
+:func:`top5_under_ops` classifies every image and its 38 operated versions (39 forward passes
+per image), in large batches, with an on-disk cache that a rerun reuses and an interrupted run
+resumes. :func:`counting` (eq. 1-2) and :func:`differences` (eq. 3) turn the top-5 lists into
+features; :func:`feature_matrix` builds them for one operation group of Table 4.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from . import ops as _ops
+from .store import pixel_sha256, save_tensors
+
+__all__ = ["top5_under_ops", "counting", "differences", "feature_matrix", "FEATURE_KINDS"]
+
+FEATURE_KINDS = ("count", "diff")
+TOPK = 5
+
+
+# --------------------------------------------------------------------------- top-5 under ops
+
+def _check_ops(ops: list[str] | None) -> list[str]:
+    names = list(_ops.OPERATIONS) if ops is None else list(ops)
+    for name in names:
+        _ops._op(name)  # KeyError listing the known names
+    if len(set(names)) != len(names):
+        raise ValueError(f"ops contains duplicates: {names}")
+    return names
+
+
+def _model_device(model: nn.Module) -> torch.device:
+    try:
+        return next(model.parameters()).device
+    except StopIteration:
+        return torch.device("cpu")
+
+
+@torch.inference_mode()
+def _versions_by_size(images: torch.Tensor, ops: list[str], device: torch.device,
+                      workers: int) -> dict[tuple[int, int], tuple[list[int], torch.Tensor]]:
+    """The original (column 0) and operated (column 1 + i) versions of a chunk, grouped by
+    size: (h, w) -> (columns, uint8 stack (len(columns) * c, 3, h, w), column-major)."""
+    x = images.to(device)
+    groups: dict[tuple[int, int], list[tuple[int, torch.Tensor]]] = {}
+    for col, version in enumerate([x] + [_ops.apply(name, x, workers=workers) for name in ops]):
+        groups.setdefault(tuple(version.shape[2:]), []).append((col, version))
+    return {size: ([c for c, _ in vs], torch.cat([v for _, v in vs])) for size, vs in groups.items()}
+
+
+@torch.inference_mode()
+def _classify_groups(model: nn.Module, groups: dict, n_images: int, n_cols: int, batch_size: int) -> torch.Tensor:
+    """Top-5 (n_images, n_cols, 5) of :func:`_versions_by_size`'s groups, ``batch_size`` at a time."""
+    out = torch.empty(n_images, n_cols, TOPK, dtype=torch.long)
+    for cols, stack in groups.values():
+        cpu = stack.device.type == "cpu"  # channels-last convolutions are faster on the CPU
+        labels = []
+        for start in range(0, len(stack), batch_size):
+            batch = stack[start:start + batch_size].float().div_(255)
+            if cpu:
+                batch = batch.contiguous(memory_format=torch.channels_last)
+            labels.append(model(batch).topk(TOPK, dim=1).indices.cpu())
+        out[:, cols] = torch.cat(labels).view(len(cols), n_images, TOPK).transpose(0, 1)
+    return out
+
+
+def _top5_chunk(model: nn.Module, images: torch.Tensor, ops: list[str], batch_size: int,
+                device: torch.device, workers: int) -> torch.Tensor:
+    """(c, 1 + len(ops), 5) top-5 labels of a chunk of c images."""
+    groups = _versions_by_size(images, ops, device, workers)
+    return _classify_groups(model, groups, len(images), 1 + len(ops), batch_size)
+
+
+def _cache_folder(cache_dir: str | os.PathLike, classifier: str, ops: list[str]) -> Path:
+    digest = hashlib.sha256(",".join(ops).encode()).hexdigest()[:16]
+    return Path(cache_dir) / "top5" / classifier / f"ops-{len(ops)}-{digest}"
+
+
+def _load_cache(folder: Path, ops: list[str]) -> dict[str, torch.Tensor]:
+    rows: dict[str, torch.Tensor] = {}
+    for shard in sorted(folder.glob("chunk-*.pt")):
+        data = torch.load(shard, map_location="cpu", weights_only=True)
+        if data["ops"] != ops:
+            raise ValueError(f"{shard}: cached for other operations than requested")
+        rows.update(zip(data["sha256"], data["top5"]))
+    return rows
+
+
+def top5_under_ops(model: nn.Module, images: torch.Tensor, ops: list[str] | None = None, *,
+                   batch_size: int = 64, device: str | torch.device | None = None,
+                   cache_dir: str | os.PathLike | None = None, classifier: str | None = None,
+                   workers: int = 0, progress: bool = True) -> torch.Tensor:
+    """Top-5 labels of every image before and after every operation.
+
+    ``model`` takes float (B, 3, H, W) pixels in [0, 1] and returns (B, 1000) logits;
+    ``images`` is uint8 (N, 3, H, W). Returns a LongTensor (N, 1 + len(ops), 5) on the CPU:
+    index 0 is the original image, index 1 + i is after ``ops[i]`` (``None``: all 38 in the
+    paper's order). Images are processed ``batch_size`` at a time: their 1 + len(ops) versions
+    are grouped by size and go through the model in batches of ``batch_size``. ``device``
+    defaults to the model's; JPEG runs on the CPU with ``workers`` threads.
+
+    With ``cache_dir``, results are cached per image (pixel SHA-256), ``classifier`` name
+    (default ``model.name``) and operation list, one file per chunk written atomically: a rerun
+    computes nothing and an interrupted run resumes with the missing images.
+    """
+    if not isinstance(images, torch.Tensor) or images.dim() != 4 or images.shape[1] != 3 \
+            or images.dtype != torch.uint8:
+        got = f"{images.dtype} {tuple(images.shape)}" if isinstance(images, torch.Tensor) else type(images).__name__
+        raise ValueError(f"images must be a uint8 tensor (N, 3, H, W), got {got}")
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+    names = _check_ops(ops)
+    device = torch.device(device) if device is not None else _model_device(model)
+    n = len(images)
+    result = torch.empty(n, 1 + len(names), TOPK, dtype=torch.long)
+    if n == 0:
+        return result
+
+    rows: dict[str, torch.Tensor] = {}
+    folder = None
+    hashes = [pixel_sha256(im) for im in images] if cache_dir is not None else [str(i) for i in range(n)]
+    if cache_dir is not None:
+        classifier = classifier or getattr(model, "name", None)
+        if not classifier:
+            raise ValueError("cache_dir needs the classifier's name: pass classifier='...'")
+        folder = _cache_folder(cache_dir, classifier, names)
+        rows = _load_cache(folder, names)
+
+    todo, seen = [], set()
+    for i, h in enumerate(hashes):
+        if h not in rows and h not in seen:
+            todo.append(i)
+            seen.add(h)
+
+    from tqdm.auto import tqdm
+
+    bar = tqdm(total=len(todo), desc="top-5 under operations", unit="img", disable=not progress)
+    for start in range(0, len(todo), batch_size):
+        idx = todo[start:start + batch_size]
+        top5 = _top5_chunk(model, images[idx], names, batch_size, device, workers)
+        chunk_hashes = [hashes[i] for i in idx]
+        rows.update(zip(chunk_hashes, top5))
+        if folder is not None:
+            key = hashlib.sha256("".join(chunk_hashes).encode()).hexdigest()[:16]
+            save_tensors({"sha256": chunk_hashes, "top5": top5, "ops": names, "classifier": classifier},
+                         folder / f"chunk-{key}.pt")
+        bar.update(len(idx))
+    bar.close()
+    for i, h in enumerate(hashes):
+        result[i] = rows[h]
+    return result
+
+
+# --------------------------------------------------------------------------- features
+
+def _as_labels(x, name: str, ndim: int) -> np.ndarray:
+    arr = x.detach().cpu().numpy() if isinstance(x, torch.Tensor) else np.asarray(x)
+    if arr.ndim != ndim or arr.shape[-1] != TOPK:
+        raise ValueError(f"{name} must have {ndim} dims with last dim {TOPK}, got shape {arr.shape}")
+    return arr
+
+
+def _pair(ref, after) -> tuple[np.ndarray, np.ndarray]:
+    ref, after = _as_labels(ref, "ref", 2), _as_labels(after, "after", 3)
+    if len(ref) != len(after):
+        raise ValueError(f"ref has {len(ref)} images but after has {len(after)}")
+    return ref, after
+
+
+def counting(ref, after) -> np.ndarray:
+    """Counting feature (eq. 1-2): int64 (N, 5), entry r = number of operations whose rank-r
+    label equals the rank-r label before them. ``ref`` (N, 5), ``after`` (N, n_ops, 5)."""
+    ref, after = _pair(ref, after)
+    return (after == ref[:, None, :]).sum(axis=1).astype(np.int64)
+
+
+def differences(ref, after) -> np.ndarray:
+    """Differences feature (eq. 3): int64 (N, 5 * n_ops) of 0/1, 1 where the rank-r label
+    changed; op-major (operation 1's five bits, then operation 2's ...)."""
+    ref, after = _pair(ref, after)
+    return (after != ref[:, None, :]).reshape(len(ref), -1).astype(np.int64)
+
+
+def feature_matrix(top5, kind: str, group: str, ops: list[str] | None = None) -> np.ndarray:
+    """The ``kind`` feature ("count" or "diff") of operation ``group`` (a key of ``ops.GROUPS``).
+
+    ``top5`` is (N, 1 + len(ops), 5) from :func:`top5_under_ops` (``ops`` None: all 38).
+    Counting is computed per base group (jpeg, blur, rotation, scaling, in the paper's
+    operation order) and concatenated: 5 numbers per base group, 20 for ``all``, 10 for
+    ``jpeg+scaling``. Differences concatenate the bits of the group's operations: 190 for all.
+    """
+    if kind not in FEATURE_KINDS:
+        raise ValueError(f"kind must be one of {FEATURE_KINDS}, got {kind!r}")
+    if group not in _ops.GROUPS:
+        raise KeyError(f"unknown operation group {group!r} (known: {', '.join(_ops.GROUPS)})")
+    names = _check_ops(ops)
+    arr = _as_labels(top5, "top5", 3)
+    if arr.shape[1] != 1 + len(names):
+        raise ValueError(f"top5 has {arr.shape[1]} columns, expected 1 + {len(names)} operations")
+    missing = [n for n in _ops.GROUPS[group] if n not in names]
+    if missing:
+        raise ValueError(f"group {group!r} needs operations absent from top5: {missing}")
+    ref = arr[:, 0]
+
+    def cols(op_names: list[str]) -> np.ndarray:
+        return arr[:, [1 + names.index(n) for n in op_names]]
+
+    if kind == "diff":
+        return differences(ref, cols(_ops.GROUPS[group]))
+    bases = list(dict.fromkeys(_ops.OPERATIONS[n].group for n in _ops.GROUPS[group]))
+    return np.concatenate([counting(ref, cols(_ops.GROUPS[b])) for b in bases], axis=1)

@@ -1,0 +1,319 @@
+"""The paper's 38 image processing operations (Section 3), batched and exact to Pillow.
+
+Each operation exists twice:
+
+- :func:`apply_pil` is the reference: one ``PIL.Image``, exactly the Pillow calls of the
+  authors' code (JPEG save/decode, ``ImageFilter.GaussianBlur``, ``Image.rotate``,
+  ``Image.resize(..., NEAREST)``, the scaled image is not resized back).
+- :func:`apply` takes a uint8 batch (B, 3, H, W) on any device and returns the same pixels as
+  Pillow, bit for bit:
+
+  * JPEG: torchvision's libjpeg-turbo codec (same quantisation tables and 4:2:0 subsampling as
+    Pillow, byte-identical files) on the CPU, optionally in a thread pool;
+  * Gaussian blur: Pillow's three-pass extended box blur (``libImaging/BoxBlur.c``) in integer
+    arithmetic (cumulative sums on int64, the same 8.24 fixed-point weights and rounding);
+  * rotation and scaling: Pillow's nearest-neighbour affine sampling (16.16 fixed point for
+    rotations, ``ImagingScaleAffine``'s accumulated double coordinates for scaling,
+    ``libImaging/Geometry.c``) precomputed as an index table per (H, W, operation) and applied
+    with one gather per batch.
+
+:func:`check_exactness` compares both paths on one image and fails loudly if a library
+upgrade breaks the equality.
+"""
+
+from __future__ import annotations
+
+import io
+import math
+import warnings
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from functools import lru_cache
+
+import numpy as np
+import torch
+from PIL import Image, ImageFilter
+
+__all__ = ["Operation", "OPERATIONS", "GROUPS", "apply", "apply_pil", "check_exactness", "output_size"]
+
+
+@dataclass(frozen=True)
+class Operation:
+    """One operation: ``group`` is jpeg / blur / rotation / scaling; ``value`` its parameter
+    (JPEG quality, blur radius in pixels, rotation angle in degrees counter-clockwise, scale)."""
+
+    name: str
+    group: str
+    value: float
+
+    def __repr__(self) -> str:
+        return f"Operation({self.name!r}, group={self.group!r}, value={self.value!r})"
+
+
+JPEG_QUALITIES = tuple(range(100, 24, -5))  # 100, 95, ..., 25 (16 ops)
+BLUR_RADII = (2, 3, 4, 5)
+ROTATION_ANGLES = tuple(range(1, 9))
+SCALES = (0.75, 0.8, 0.85, 0.9, 0.95, 1.05, 1.1, 1.15, 1.2, 1.25)
+
+#: The 38 operations in the paper's order: name -> :class:`Operation`.
+OPERATIONS: dict[str, Operation] = {
+    op.name: op
+    for op in (
+        [Operation(f"jpeg_{q}", "jpeg", q) for q in JPEG_QUALITIES]
+        + [Operation(f"blur_{r}", "blur", r) for r in BLUR_RADII]
+        + [Operation(f"rotate_{a}", "rotation", a) for a in ROTATION_ANGLES]
+        + [Operation(f"scale_{s:.2f}", "scaling", s) for s in SCALES]
+    )
+}
+
+_BASE_GROUPS = ("jpeg", "scaling", "blur", "rotation")
+
+#: Operation groups of Table 4 (in its order): group name -> operation names.
+GROUPS: dict[str, list[str]] = {g: [n for n, op in OPERATIONS.items() if op.group == g] for g in _BASE_GROUPS}
+GROUPS["jpeg+scaling"] = GROUPS["jpeg"] + GROUPS["scaling"]
+GROUPS["all"] = list(OPERATIONS)
+
+
+def _op(name: str) -> Operation:
+    if name not in OPERATIONS:
+        raise KeyError(f"unknown operation {name!r} (known: {', '.join(OPERATIONS)})")
+    return OPERATIONS[name]
+
+
+def output_size(name: str, height: int, width: int) -> tuple[int, int]:
+    """(H', W') of operation ``name`` applied to an H x W image (only scaling changes it)."""
+    op = _op(name)
+    if op.group == "scaling":
+        return int(height * op.value), int(width * op.value)
+    return height, width
+
+
+# --------------------------------------------------------------------------- reference (Pillow)
+
+def apply_pil(name: str, image: Image.Image) -> Image.Image:
+    """Operation ``name`` on one RGB ``PIL.Image``, exactly as the authors' code does it."""
+    op = _op(name)
+    if op.group == "jpeg":
+        buf = io.BytesIO()
+        image.save(buf, format="JPEG", quality=op.value)
+        buf.seek(0)
+        out = Image.open(buf)
+        out.load()
+        return out
+    if op.group == "blur":
+        return image.filter(ImageFilter.GaussianBlur(op.value))
+    if op.group == "rotation":
+        return image.rotate(op.value)
+    w, h = image.size
+    return image.resize((int(w * op.value), int(h * op.value)), Image.NEAREST)
+
+
+# --------------------------------------------------------------------------- batched, exact
+
+def _check_batch(images: torch.Tensor) -> None:
+    if not isinstance(images, torch.Tensor):
+        raise TypeError(f"images must be a torch.Tensor (B, 3, H, W) uint8, got {type(images).__name__}")
+    if images.dim() != 4 or images.shape[1] != 3:
+        raise ValueError(f"images must have shape (B, 3, H, W), got {tuple(images.shape)}")
+    if images.dtype != torch.uint8:
+        raise ValueError(f"images must be uint8 pixels, got dtype {images.dtype}")
+
+
+def apply(name: str, images: torch.Tensor, *, workers: int = 0) -> torch.Tensor:
+    """Operation ``name`` on a batch: uint8 (B, 3, H, W) -> uint8 (B, 3, H', W'), same device.
+
+    Pixel-identical to :func:`apply_pil` on every image. JPEG runs on the CPU (``workers``
+    threads when > 1) and comes back to the input's device; the other groups run where the
+    input is.
+    """
+    op = _op(name)
+    _check_batch(images)
+    if images.shape[0] == 0:
+        h, w = output_size(name, images.shape[2], images.shape[3])
+        return images.new_empty(0, 3, h, w)
+    if op.group == "jpeg":
+        return _jpeg(images, int(op.value), workers)
+    if op.group == "blur":
+        return _gaussian_blur(images, float(op.value))
+    return _gather(images, _index_table(name, images.shape[2], images.shape[3], images.device))
+
+
+# ---- JPEG
+
+# torchvision 0.29 marks its codec deprecated (in favour of TorchCodec); it still is libjpeg-turbo.
+warnings.filterwarnings("ignore", message="The image decoding and encoding capabilities of TorchVision",
+                        category=DeprecationWarning)
+
+
+def _jpeg_cpu(images: torch.Tensor, quality: int) -> torch.Tensor:
+    """JPEG round trip of a CPU uint8 batch with torchvision's codec (Pillow if it is gone)."""
+    try:
+        from torchvision.io import decode_jpeg, encode_jpeg
+    except ImportError:  # same libjpeg-turbo through Pillow, one image at a time
+        return torch.stack([_from_pil(apply_pil(f"jpeg_{quality}", _to_pil(im))) for im in images])
+    return torch.stack(decode_jpeg(encode_jpeg(list(images), quality=quality)))
+
+
+def _jpeg(images: torch.Tensor, quality: int, workers: int) -> torch.Tensor:
+    cpu = images.cpu()
+    if workers > 1 and len(cpu) > 1:  # the codec releases the GIL: one image per task
+        with ThreadPoolExecutor(workers) as pool:
+            out = torch.stack(list(pool.map(lambda im: _jpeg_cpu(im[None], quality)[0], cpu)))
+    else:
+        out = _jpeg_cpu(cpu, quality)
+    return out.to(images.device)
+
+
+# ---- Gaussian blur (Pillow's extended box blur, BoxBlur.c)
+
+def _box_radius(radius: float, passes: int = 3) -> float:
+    """Pillow's ``_gaussian_blur_radius``: the extended-box radius, in C float32 arithmetic."""
+    f = np.float32
+    sigma2 = f(radius) * f(radius) / f(passes)
+    big_l = f(math.sqrt(12.0 * float(sigma2) + 1.0))
+    small_l = f(math.floor((float(big_l) - 1.0) / 2.0))
+    a = (f(2) * small_l + f(1)) * (small_l * (small_l + f(1)) - f(3) * sigma2)
+    a = a / (f(6) * (sigma2 - (small_l + f(1)) * (small_l + f(1))))
+    return float(small_l + a)
+
+
+@lru_cache(maxsize=None)
+def _box_weights(radius: float) -> tuple[int, int, int]:
+    """(integer radius, inner weight ww, far weight fw) of one pass, 8.24 fixed point."""
+    f = np.float32
+    r = int(radius)
+    ww = int(f(1 << 24) / (f(radius) * f(2) + f(1)))
+    fw = ((1 << 24) - (2 * r + 1) * ww) // 2
+    return r, ww, fw
+
+
+def _box_pass(x: torch.Tensor, r: int, ww: int, fw: int) -> torch.Tensor:
+    """One ``ImagingLineBoxBlur`` pass along the last dim of ``x`` (N, M, L) -> float64 (N, M, L).
+
+    out[i] = round((ww * (x[i-r] + ... + x[i+r]) + fw * (x[i-r-1] + x[i+r+1])) / 2**24), edge
+    pixels repeated, written with the cumulative sum c of the padded row as
+    fw * (c[i+2r+2] - c[i-1]) + (ww - fw) * (c[i+2r+1] - c[i]). The weights are scaled by
+    2**-24 (a power of two); every intermediate needs < 53 bits, so float64 is exact.
+    """
+    n = x.shape[-1]
+    edge = (*x.shape[:-1], r + 1)  # the first and last pixels, repeated r + 1 times
+    padded = torch.cat([x[..., :1].expand(edge), x, x[..., -1:].expand(edge)], -1)
+    c = padded.cumsum(-1, dtype=torch.float64)
+    a, b = fw * 2.0 ** -24, (ww - fw) * 2.0 ** -24
+    bulk = torch.mul(c[..., 2 * r + 2:], a)
+    bulk.add_(c[..., 2 * r + 1:-1], alpha=b).sub_(c[..., :n], alpha=b)
+    bulk[..., 1:].sub_(c[..., :n - 1], alpha=a)
+    return bulk.add_(0.5).floor_()
+
+
+def _gaussian_blur(images: torch.Tensor, radius: float, passes: int = 3, chunk: int = 4) -> torch.Tensor:
+    """``ImageFilter.GaussianBlur(radius)``: ``passes`` horizontal then vertical box passes,
+    each rounded to 8 bits, on ``chunk`` images at a time (small enough to stay in cache)."""
+    r, ww, fw = _box_weights(_box_radius(radius, passes))
+    b, ch, h, w = images.shape
+    out = torch.empty_like(images)
+    for start in range(0, b, chunk):
+        x = images[start:start + chunk].reshape(-1, h, w)
+        for _ in range(passes):
+            x = _box_pass(x, r, ww, fw)
+        x = x.to(torch.uint8).transpose(1, 2).contiguous()
+        for _ in range(passes):
+            x = _box_pass(x, r, ww, fw)
+        out[start:start + chunk] = x.to(torch.uint8).transpose(1, 2).reshape(-1, ch, h, w)
+    return out
+
+
+# ---- rotation and scaling (Pillow's nearest-neighbour affine sampling, Geometry.c)
+
+def _rotation_table(angle: float, height: int, width: int) -> np.ndarray:
+    """Source pixel (flat index, -1 = black) of each output pixel of ``Image.rotate(angle)``."""
+    # Image.rotate: the inverse matrix, rounded to 15 decimals, about the centre (w/2, h/2).
+    cx, cy = width / 2, height / 2
+    t = -math.radians(angle % 360.0)
+    a, b, d, e = round(math.cos(t), 15), round(math.sin(t), 15), round(-math.sin(t), 15), round(math.cos(t), 15)
+    c = a * -cx + b * -cy + cx
+    f = d * -cx + e * -cy + cy
+    corners = [(0, 0), (width, height), (0, height), (width, 0)]
+    if not all(abs(x * a + y * b + c) < 32768.0 and abs(x * d + y * e + f) < 32768.0 for x, y in corners):
+        raise ValueError(f"rotation of a {height}x{width} image exceeds Pillow's fixed-point range")
+
+    def fix(v: float) -> int:  # 16.16 fixed point, FLOOR(v * 65536 + 0.5)
+        return math.floor(v * 65536.0 + 0.5)
+
+    a0, a1, a3, a4 = fix(a), fix(b), fix(d), fix(e)
+    a2, a5 = fix(c + a * 0.5 + b * 0.5), fix(f + d * 0.5 + e * 0.5)
+    ys, xs = np.meshgrid(np.arange(height, dtype=np.int64), np.arange(width, dtype=np.int64), indexing="ij")
+    xin = (a2 + ys * a1 + xs * a0) >> 16
+    yin = (a5 + ys * a4 + xs * a3) >> 16
+    valid = (xin >= 0) & (xin < width) & (yin >= 0) & (yin < height)
+    return np.where(valid, yin * width + xin, -1)
+
+
+def _scale_axis(size_in: int, size_out: int) -> np.ndarray:
+    """Source coordinate (-1 = outside) of each output coordinate, as ImagingScaleAffine."""
+    step = float(np.float32(size_in)) / size_out  # (double)(box extent, a float) / size
+    pos = 0.0 + step * 0.5
+    out = np.empty(size_out, dtype=np.int64)
+    for i in range(size_out):  # coordinates are accumulated in double, as in C
+        k = -1 if pos < 0.0 else int(pos)
+        out[i] = k if 0 <= k < size_in else -1
+        pos += step
+    return out
+
+
+def _scale_table(scale: float, height: int, width: int) -> np.ndarray:
+    """Source pixel (flat index, -1 = black) of each output pixel of ``resize(..., NEAREST)``."""
+    h2, w2 = int(height * scale), int(width * scale)
+    if (h2, w2) == (height, width):
+        return np.arange(height * width, dtype=np.int64).reshape(height, width)
+    ys, xs = _scale_axis(height, h2), _scale_axis(width, w2)
+    valid = (ys[:, None] >= 0) & (xs[None, :] >= 0)
+    return np.where(valid, ys[:, None] * width + xs[None, :], -1)
+
+
+@lru_cache(maxsize=256)
+def _index_table(name: str, height: int, width: int, device: torch.device) -> torch.Tensor:
+    """Flat source index per output pixel (H', W') for a rotation/scaling op; -1 maps to H*W."""
+    op = _op(name)
+    table = (_rotation_table if op.group == "rotation" else _scale_table)(op.value, height, width)
+    table = np.where(table < 0, height * width, table)  # the extra black pixel
+    return torch.from_numpy(table).to(device)
+
+
+def _gather(images: torch.Tensor, table: torch.Tensor) -> torch.Tensor:
+    b, ch, h, w = images.shape
+    flat = torch.cat([images.reshape(b, ch, h * w), images.new_zeros(b, ch, 1)], dim=2)
+    return flat.index_select(2, table.reshape(-1)).reshape(b, ch, *table.shape)
+
+
+# --------------------------------------------------------------------------- exactness check
+
+def _to_pil(image: torch.Tensor) -> Image.Image:
+    return Image.fromarray(image.permute(1, 2, 0).cpu().numpy())
+
+
+def _from_pil(image: Image.Image) -> torch.Tensor:
+    return torch.from_numpy(np.asarray(image.convert("RGB")).copy()).permute(2, 0, 1)
+
+
+def check_exactness(image: torch.Tensor, ops: list[str] | None = None, *,
+                    device: str | torch.device = "cpu") -> None:
+    """Run one uint8 (3, H, W) image through :func:`apply` (on ``device``) and :func:`apply_pil`.
+
+    Raises ``RuntimeError`` naming every operation whose pixels differ (e.g. after a Pillow or
+    torchvision upgrade), with the number of differing values.
+    """
+    if not isinstance(image, torch.Tensor) or image.dim() != 3 or image.shape[0] != 3 or image.dtype != torch.uint8:
+        raise ValueError("image must be a uint8 tensor (3, H, W)")
+    pil = _to_pil(image)
+    batch = image.unsqueeze(0).to(device)
+    bad = []
+    for name in ops or list(OPERATIONS):
+        ours = apply(name, batch)[0].cpu()
+        ref = _from_pil(apply_pil(name, pil))
+        if ours.shape != ref.shape:
+            bad.append(f"{name} (shape {tuple(ours.shape)} vs Pillow {tuple(ref.shape)})")
+        elif not torch.equal(ours, ref):
+            bad.append(f"{name} ({int((ours != ref).sum())} values differ)")
+    if bad:
+        raise RuntimeError("batched operations differ from Pillow: " + ", ".join(bad))

@@ -1,0 +1,126 @@
+"""Top-5 under operations (real efficientnet_lite0, real photos), features, cache and resume."""
+
+import numpy as np
+import pytest
+import torch
+
+from advlib import features, ops
+from advlib.data import demo_items, read_images
+from advlib.models import predict_topk
+
+PAPER_L = [100, 105, 198, 213, 479]
+PAPER_LI = [[100, 97, 198, 220, 221], [101, 80, 201, 119, 212], [100, 89, 213, 117, 304]]
+
+
+@pytest.fixture(scope="module")
+def photos() -> torch.Tensor:
+    images, _, failures = read_images(demo_items(1)[2:5])
+    assert not failures
+    return images
+
+
+@pytest.fixture(scope="module")
+def top5_all(classifier, photos) -> torch.Tensor:
+    return features.top5_under_ops(classifier, photos[:2], batch_size=16, progress=False)
+
+
+class ForwardCounter:
+    """Counts the classifier's forward calls; optionally raises at call ``fail_at`` (an interruption)."""
+
+    def __init__(self, model, fail_at=None):
+        self.calls, self.fail_at = 0, fail_at
+        self.handle = model.register_forward_pre_hook(self)
+
+    def __call__(self, module, args):
+        self.calls += 1
+        if self.fail_at is not None and self.calls == self.fail_at:
+            raise KeyboardInterrupt("simulated interruption")
+
+    def remove(self):
+        self.handle.remove()
+
+
+def test_top5_matches_one_op_at_a_time(classifier, photos, top5_all):
+    assert top5_all.shape == (2, 39, 5) and top5_all.dtype == torch.long
+    assert torch.equal(top5_all[:, 0], predict_topk(classifier, photos[:2]))
+    names = list(ops.OPERATIONS)
+    for name in ["jpeg_100", "jpeg_25", "blur_5", "rotate_8", "scale_0.75", "scale_1.25"]:
+        expected = predict_topk(classifier, ops.apply(name, photos[:2]))
+        assert torch.equal(top5_all[:, 1 + names.index(name)], expected), name
+    # JPEG quality 100 barely changes the pixels: the top-1 stays
+    assert (top5_all[:, 1 + names.index("jpeg_100"), 0] == top5_all[:, 0, 0]).all()
+
+
+def test_paper_examples():
+    count = features.counting(np.array([PAPER_L]), np.array([PAPER_LI]))
+    assert count.tolist() == [[2, 0, 1, 0, 0]]
+    diff = features.differences(torch.tensor([PAPER_L]), torch.tensor([PAPER_LI]))
+    assert diff.tolist() == [[0, 1, 0, 1, 1, 1, 1, 1, 1, 1, 0, 1, 1, 1, 1]]
+
+
+def test_feature_sizes_per_group(top5_all):
+    expected = {"jpeg": (5, 80), "scaling": (5, 50), "blur": (5, 20), "rotation": (5, 40),
+                "jpeg+scaling": (10, 130), "all": (20, 190)}
+    for group, (n_count, n_diff) in expected.items():
+        assert features.feature_matrix(top5_all, "count", group).shape == (2, n_count)
+        assert features.feature_matrix(top5_all.numpy(), "diff", group).shape == (2, n_diff)
+    count = features.feature_matrix(top5_all, "count", "all")
+    # per base group, in the paper's order: jpeg (16 ops), blur (4), rotation (8), scaling (10)
+    assert count[:, 0].max() <= 16 and count[:, 5].max() <= 4 and count[:, 10].max() <= 8
+    assert np.array_equal(count[:, 15:], features.feature_matrix(top5_all, "count", "scaling"))
+    diff = features.feature_matrix(top5_all, "diff", "all")
+    assert set(np.unique(diff)) <= {0, 1}
+    assert np.array_equal(diff[:, :5], (top5_all[:, 1] != top5_all[:, 0]).numpy().astype(int))
+    with pytest.raises(ValueError, match="kind"):
+        features.feature_matrix(top5_all, "counts", "all")
+    with pytest.raises(KeyError, match="jpeg\\+scaling"):
+        features.feature_matrix(top5_all, "count", "colour")
+
+
+def test_cache_hit_computes_nothing(classifier, photos, tmp_path):
+    subset = ["jpeg_50", "blur_3", "scale_0.80"]
+    counter = ForwardCounter(classifier)
+    try:
+        first = features.top5_under_ops(classifier, photos, subset, batch_size=8, cache_dir=tmp_path, progress=False)
+        assert counter.calls > 0
+        counter.calls = 0
+        second = features.top5_under_ops(classifier, photos, subset, batch_size=8, cache_dir=tmp_path,
+                                         classifier="efficientnet_lite0", progress=False)
+        assert counter.calls == 0
+    finally:
+        counter.remove()
+    assert torch.equal(first, second)
+    # another operation list is another cache entry
+    third = features.top5_under_ops(classifier, photos[:1], ["jpeg_50"], cache_dir=tmp_path, progress=False)
+    assert torch.equal(third[:, 1], first[:1, 1])
+
+
+def test_interrupted_run_resumes(classifier, photos, tmp_path):
+    subset = ["jpeg_50", "scale_0.80"]
+    # batch_size 1: a chunk is one image = 3 forward calls (original, jpeg, scaled)
+    reference = features.top5_under_ops(classifier, photos, subset, batch_size=1, progress=False)
+    counter = ForwardCounter(classifier, fail_at=4)
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            features.top5_under_ops(classifier, photos, subset, batch_size=1, cache_dir=tmp_path, progress=False)
+    finally:
+        counter.remove()
+    assert len(list(tmp_path.rglob("chunk-*.pt"))) == 1
+    counter = ForwardCounter(classifier)
+    try:
+        resumed = features.top5_under_ops(classifier, photos, subset, batch_size=1, cache_dir=tmp_path, progress=False)
+    finally:
+        counter.remove()
+    assert counter.calls == 6  # only the two missing images
+    assert torch.equal(resumed, reference)
+
+
+def test_bad_inputs(classifier, photos, tmp_path):
+    with pytest.raises(ValueError, match="uint8"):
+        features.top5_under_ops(classifier, photos.float(), progress=False)
+    with pytest.raises(KeyError, match="jpeg_100"):
+        features.top5_under_ops(classifier, photos, ["jpeg_7"], progress=False)
+    with pytest.raises(ValueError, match="classifier"):
+        features.top5_under_ops(torch.nn.Identity(), photos, ["jpeg_50"], cache_dir=tmp_path, progress=False)
+    with pytest.raises(ValueError, match="after has"):
+        features.counting(np.zeros((2, 5)), np.zeros((3, 4, 5)))
