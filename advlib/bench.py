@@ -56,9 +56,7 @@ def bench_ops(images: torch.Tensor, device: torch.device, workers: int) -> dict[
                 np.asarray(ops.apply_pil(name, pil))
 
     def batched() -> None:
-        x = images.to(device)
-        for name in names:
-            ops.apply(name, x, workers=workers)
+        ops.apply_many(names, images.to(device), workers=workers)
         if device.type == "cuda":
             torch.cuda.synchronize()
 

@@ -50,7 +50,7 @@ def _versions_by_size(images: torch.Tensor, ops: list[str], device: torch.device
     size: (h, w) -> (columns, uint8 stack (len(columns) * c, 3, h, w), column-major)."""
     x = images.to(device)
     groups: dict[tuple[int, int], list[tuple[int, torch.Tensor]]] = {}
-    for col, version in enumerate([x] + [_ops.apply(name, x, workers=workers) for name in ops]):
+    for col, version in enumerate([x] + _ops.apply_many(ops, x, workers=workers)):
         groups.setdefault(tuple(version.shape[2:]), []).append((col, version))
     return {size: ([c for c, _ in vs], torch.cat([v for _, v in vs])) for size, vs in groups.items()}
 

@@ -36,10 +36,11 @@ def test_registry_order_and_groups():
     assert "scale_0.80" in repr(ops.OPERATIONS["scale_0.80"])
 
 
+@pytest.mark.parametrize("backend", ["torch", "pillow"])
 @pytest.mark.parametrize("group", ["jpeg", "blur", "rotation", "scaling"])
-def test_batched_equals_pillow(photos, group):
+def test_batched_equals_pillow(photos, group, backend):
     for name in ops.GROUPS[group]:
-        out = ops.apply(name, photos)
+        out = ops.apply(name, photos, backend=backend, workers=2)
         ref = _pillow(name, photos)
         for k in range(len(photos)):
             assert out[k].shape == ref[k].shape, name
@@ -64,8 +65,9 @@ def test_shapes_dtypes_and_device(photos):
     assert ops.apply("scale_0.75", photos[:0]).shape == (0, 3, 168, 168)
 
 
-def test_jpeg_thread_pool_same_pixels(photos):
-    assert torch.equal(ops.apply("jpeg_30", photos, workers=2), ops.apply("jpeg_30", photos))
+def test_thread_pool_same_pixels(photos):
+    for name in ("jpeg_30", "blur_3", "rotate_4", "scale_0.85"):
+        assert torch.equal(ops.apply(name, photos, workers=2), ops.apply(name, photos, backend="torch")), name
 
 
 def test_bad_input_messages(photos):
