@@ -128,13 +128,17 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
     parser.add_argument("what", choices=["ops", "features", "pipeline", "all"])
     parser.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
     parser.add_argument("--n", type=int, default=16, help="number of images (default 16)")
-    parser.add_argument("--batch-size", type=int, default=64)
+    parser.add_argument("--batch-size", type=int, default=0, help="classifier batch size (0 = auto: 4 on CPU, 128 on GPU)")
     parser.add_argument("--classifier", default="efficientnet_lite0")
     parser.add_argument("--no-write", action="store_true", help="do not touch BENCHMARKS.md")
     args = parser.parse_args(argv)
     if args.device == "cuda" and not torch.cuda.is_available():
         parser.error("--device cuda: CUDA is not available")
     device = torch.device(args.device)
+    if args.batch_size <= 0:
+        from .config import auto_batch_size
+
+        args.batch_size = auto_batch_size(args.device)
     threads = torch.get_num_threads()
     workers = threads if device.type == "cpu" else max(threads, 4)
     items = demo_items(8)

@@ -188,3 +188,9 @@ def test_select_normal_and_manifest(classifier, imagenet_samples):
     df = data.manifest(items, images)
     assert len(df) == len(items) and df["sha256"].str.len().eq(64).all()
     assert df["sha256"].nunique() == len(items)
+
+
+def test_batch_size_auto_and_negative(tmp_path):
+    assert config.load_profile("smoke")["batch_size"] == config.CPU_BATCH  # no GPU in the tests
+    with pytest.raises(config.ProfileError, match="'batch_size'"):
+        config.load_profile(_write(tmp_path, batch_size=-1))
