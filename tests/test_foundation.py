@@ -191,6 +191,7 @@ def test_select_normal_and_manifest(classifier, imagenet_samples):
 
 
 def test_batch_size_auto_and_negative(tmp_path):
-    assert config.load_profile("smoke")["batch_size"] == config.CPU_BATCH  # no GPU in the tests
+    expected = config.CPU_BATCH if config.resolve_device("auto") == "cpu" else config.GPU_BATCH
+    assert config.load_profile("smoke")["batch_size"] == expected
     with pytest.raises(config.ProfileError, match="'batch_size'"):
         config.load_profile(_write(tmp_path, batch_size=-1))
