@@ -9,7 +9,6 @@ features; :func:`feature_matrix` builds them for one operation group of Table 4.
 from __future__ import annotations
 
 import hashlib
-from concurrent.futures import ThreadPoolExecutor
 import os
 from pathlib import Path
 
@@ -70,6 +69,13 @@ def _classify_groups(model: nn.Module, groups: dict, n_images: int, n_cols: int,
             labels.append(model(batch).topk(TOPK, dim=1).indices.cpu())
         out[:, cols] = torch.cat(labels).view(len(cols), n_images, TOPK).transpose(0, 1)
     return out
+
+
+def _top5_chunk(model: nn.Module, images: torch.Tensor, ops: list[str], batch_size: int,
+                device: torch.device, workers: int) -> torch.Tensor:
+    """(c, 1 + len(ops), 5) top-5 labels of a chunk of c images."""
+    groups = _versions_by_size(images, ops, device, workers)
+    return _classify_groups(model, groups, len(images), 1 + len(ops), batch_size)
 
 
 def _cache_folder(cache_dir: str | os.PathLike, classifier: str, ops: list[str]) -> Path:
@@ -136,32 +142,20 @@ def top5_under_ops(model: nn.Module, images: torch.Tensor, ops: list[str] | None
     from tqdm.auto import tqdm
 
     bar = tqdm(total=len(todo), desc="top-5 under operations", unit="img", disable=not progress)
-    chunks = [todo[start:start + batch_size] for start in range(0, len(todo), batch_size)]
-    # the operations of the next chunk run in a thread while the model classifies this one
-    with ThreadPoolExecutor(1) as pool:
-        versions = lambda k: pool.submit(_versions_by_size, images[chunks[k]], names, device, workers)  # noqa: E731
-        pending = versions(0) if chunks else None
-        for k, idx in enumerate(chunks):
-            groups = pending.result()
-            if k + 1 < len(chunks):
-                pending = versions(k + 1)
-            top5 = _classify_groups(model, groups, len(idx), 1 + len(names), batch_size)
-            _store(rows, folder, [hashes[i] for i in idx], top5, names, classifier)
-            bar.update(len(idx))
+    for start in range(0, len(todo), batch_size):
+        idx = todo[start:start + batch_size]
+        top5 = _top5_chunk(model, images[idx], names, batch_size, device, workers)
+        chunk_hashes = [hashes[i] for i in idx]
+        rows.update(zip(chunk_hashes, top5))
+        if folder is not None:
+            key = hashlib.sha256("".join(chunk_hashes).encode()).hexdigest()[:16]
+            save_tensors({"sha256": chunk_hashes, "top5": top5, "ops": names, "classifier": classifier},
+                         folder / f"chunk-{key}.pt")
+        bar.update(len(idx))
     bar.close()
     for i, h in enumerate(hashes):
         result[i] = rows[h]
     return result
-
-
-def _store(rows: dict, folder: Path | None, chunk_hashes: list[str], top5: torch.Tensor, names: list[str],
-           classifier: str | None) -> None:
-    """Keep a chunk's results and, with a cache folder, write them atomically as one file."""
-    rows.update(zip(chunk_hashes, top5))
-    if folder is not None:
-        key = hashlib.sha256("".join(chunk_hashes).encode()).hexdigest()[:16]
-        save_tensors({"sha256": chunk_hashes, "top5": top5, "ops": names, "classifier": classifier},
-                     folder / f"chunk-{key}.pt")
 
 
 # --------------------------------------------------------------------------- features
