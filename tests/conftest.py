@@ -23,3 +23,13 @@ def imagenet_samples():
     images, ok, failures = data.read_images(items)
     assert not failures
     return images, torch.tensor([it.label for it in ok]), ok
+
+
+@pytest.fixture(scope="module")
+def one_torch_thread():
+    """One intra-op thread for a module: on 2 busy shared cores, OpenMP's second thread made small
+    ops up to 100x slower (test_attacks: 824 s vs 47 s). Use with ``pytestmark``."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)

@@ -16,13 +16,7 @@ NON_TARGETED = {"gradient", "fgsm", "deepfool", "newtonfool", "adef", "jsma", "c
 N_IMAGES = 3  # photos 0-2: JSMA (paper: ~10% success) fools only the third of these
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """One intra-op thread: on 2 shared cores, 2 threads ran this file 17x slower (824 s vs 47 s)."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")

@@ -20,13 +20,7 @@ ROTATIONS = (2, 5, 8)
 N_PHOTOS, N_TRAIN, N_DEV = 16, 8, 3
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_torch_thread():
-    """One intra-op thread: on 2 busy shared cores, OpenMP's second thread makes small ops 100x slower."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")  # computed once; module scope so that it runs with one thread
