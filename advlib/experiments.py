@@ -183,6 +183,14 @@ def _type(manifest: pd.DataFrame) -> np.ndarray:
     return np.where(manifest["kind"] == "normal", "normal", "adversarial")
 
 
+def jpeg_top5(after: np.ndarray, op_names: list[str], qf) -> np.ndarray:
+    """The cached top-5 of each image under JPEG at its quality ``qf`` (an int or one per image):
+    ``after`` (N, n_ops, 5) -> (N, 5). The JPEG-corrected image *is* that operation's output."""
+    qf = np.broadcast_to(np.asarray(qf), (len(after),))
+    cols = [op_names.index(f"jpeg_{int(q)}") for q in qf]
+    return after[np.arange(len(after)), cols]
+
+
 def label_correction_results(d: Data) -> pd.DataFrame:
     """Fig. 6: % of images whose label is in the voted top-5, per op set, image type and attack."""
     from . import correct
@@ -212,10 +220,9 @@ def table6(d: Data, params: dict, dae_top5: np.ndarray | None = None, dae_mask: 
     label = d.manifest["label"].to_numpy()
     typ = _type(d.manifest)
     after = d.top5[:, 1:]
-    idx = {op: i for i, op in enumerate(d.op_names)}
     results: dict[str, np.ndarray] = {}
     for qf in params["fixed_qfs"]:
-        results[f"QF {qf}"] = correct.top5_correct(after[:, idx[f"jpeg_{qf}"]], label)
+        results[f"QF {qf}"] = correct.top5_correct(jpeg_top5(after, d.op_names, qf), label)
     voted = correct.label_correction(after, d.op_names, params["correction_groups"])
     chosen = {}
     # Step 2 "the highest QF that produces l": read as top-1 == l (the paper's text, rank 1) and as
@@ -225,8 +232,7 @@ def table6(d: Data, params: dict, dae_top5: np.ndarray | None = None, dae_mask: 
         for strategy in correct.QF_STRATEGIES:
             qf = correct.choose_qf(s_qf, strategy, fallback_qf=min(params["heuristic_qfs"]))
             chosen[strategy + suffix] = qf
-            cols = np.array([idx[f"jpeg_{q}"] for q in qf])
-            results[f"Heuristic - {strategy}{suffix}"] = correct.top5_correct(after[np.arange(len(qf)), cols], label)
+            results[f"Heuristic - {strategy}{suffix}"] = correct.top5_correct(jpeg_top5(after, d.op_names, qf), label)
         chosen["fell_back" + suffix] = ~np.isfinite(s_qf).any(axis=1)
     rows = []
     for method, ok in results.items():
@@ -281,8 +287,7 @@ def full_pipeline(d: Data, detector, params: dict) -> pd.DataFrame:
     voted = correct.label_correction(after, d.op_names, params["correction_groups"])
     s_qf = correct.heuristic_qf_set(after, d.op_names, voted, params["heuristic_qfs"])
     qf = correct.choose_qf(s_qf, "min", fallback_qf=min(params["heuristic_qfs"]))
-    idx = {op: i for i, op in enumerate(d.op_names)}
-    image_corr = after[np.arange(len(qf)), [idx[f"jpeg_{q}"] for q in qf]]
+    image_corr = jpeg_top5(after, d.op_names, qf)
     none = d.top5[te, 0]
     outcomes = {
         "no defence": correct.top5_correct(none, label),

@@ -25,6 +25,18 @@ def _save(fig, path: str | Path) -> Path:
     return path
 
 
+def _mean_min_max_bars(ax, values: pd.DataFrame, by: str, col: str, order: list[str], color: str,
+                       rotation: int) -> None:
+    """Bars of the mean of ``col`` per ``by`` group (in ``order``), error bars from min to max."""
+    g = values.replace([np.inf], np.nan).groupby(by)[col].agg(["mean", "min", "max"]).reindex(order)
+    x = np.arange(len(g))
+    ax.bar(x, g["mean"], color=color, alpha=0.8)
+    ax.errorbar(x, g["mean"], yerr=[g["mean"] - g["min"], g["max"] - g["mean"]], fmt="none", ecolor="k",
+                capsize=3, lw=1)
+    ax.set_xticks(x, g.index, rotation=rotation, ha="right")
+    ax.set_ylabel(col.upper())
+
+
 def beside(ours: pd.DataFrame, theirs: pd.DataFrame, on: list[str], cols: list[str]) -> pd.DataFrame:
     """Our values and the paper's side by side: columns ``<col>`` and ``<col> (paper)``."""
     t = theirs[on + cols].rename(columns={c: f"{c} (paper)" for c in cols})
@@ -39,13 +51,7 @@ def fig3_psnr_ssim(manifest: pd.DataFrame, attacks: list[str], path: str | Path)
     fig, axes = plt.subplots(1, 2, figsize=(11, 3.6))
     present = [a for a in attacks if a in set(adv["attack"])]
     for ax, col, color in ((axes[0], "psnr", "tab:blue"), (axes[1], "ssim", "tab:red")):
-        g = adv.replace([np.inf], np.nan).groupby("attack")[col].agg(["mean", "min", "max"]).reindex(present)
-        x = np.arange(len(g))
-        ax.bar(x, g["mean"], color=color, alpha=0.8)
-        ax.errorbar(x, g["mean"], yerr=[g["mean"] - g["min"], g["max"] - g["mean"]], fmt="none", ecolor="k",
-                    capsize=3, lw=1)
-        ax.set_xticks(x, g.index, rotation=45, ha="right")
-        ax.set_ylabel(col.upper())
+        _mean_min_max_bars(ax, adv, "attack", col, present, color, rotation=45)
         ax.set_title(f"{col.upper()} of adversarial vs normal image (n={len(adv)})")
     return _save(fig, path)
 
@@ -266,12 +272,7 @@ def fig8_quality(quality: pd.DataFrame, path: str | Path) -> Path:
     fig, axes = plt.subplots(1, 2, figsize=(11, 3.4))
     order = list(dict.fromkeys(quality["method"]))
     for ax, col, color in ((axes[0], "psnr", "tab:blue"), (axes[1], "ssim", "tab:red")):
-        g = quality.replace([np.inf], np.nan).groupby("method")[col].agg(["mean", "min", "max"]).reindex(order)
-        x = np.arange(len(g))
-        ax.bar(x, g["mean"], color=color, alpha=0.8)
-        ax.errorbar(x, g["mean"], yerr=[g["mean"] - g["min"], g["max"] - g["mean"]], fmt="none", ecolor="k", capsize=3)
-        ax.set_xticks(x, g.index, rotation=30, ha="right")
-        ax.set_ylabel(col.upper())
+        _mean_min_max_bars(ax, quality, "method", col, order, color, rotation=30)
     fig.suptitle("Corrected adversarial images vs their normal source", y=1.02)
     return _save(fig, path)
 
