@@ -3,6 +3,9 @@
 All figures are measured in one run on the same real photos (:func:`advlib.data.demo_items`)
 with efficientnet_lite0, and written to BENCHMARKS.md (one row per date, device, threads and
 figure; a rerun replaces its rows). The last line of each benchmark is ``RESULT name=value``.
+Each side of a ratio is timed ``--repeat`` times, interleaved with its baseline, and the best
+time of each side is kept. :func:`advlib.config.tune_allocator` is applied first, so baselines
+and ours run under the same allocator settings.
 
 - ``ops``: images per second for all 38 operations, a single-threaded Pillow loop (the
   authors' way) vs :func:`advlib.ops.apply` on the batch -> ``ops_speedup``.
@@ -24,7 +27,7 @@ import numpy as np
 import torch
 
 from . import features, ops
-from .config import ROOT
+from .config import ROOT, tune_allocator
 from .data import demo_items, read_images
 from .models import load_classifier
 
@@ -33,10 +36,24 @@ HEADER = ("| date | device | torch threads | figure | value |\n"
           "|------|--------|---------------|--------|-------|\n")
 
 
+REPEAT = 3
+
+
 def _timed(fn) -> float:
     start = time.perf_counter()
     fn()
     return time.perf_counter() - start
+
+
+def _best_of(*fns, repeat: int = REPEAT) -> list[float]:
+    """Best (minimum) wall time of each function over ``repeat`` rounds, run interleaved
+    (a, b, a, b, ...) so that both sides see the same machine state; the minimum is the
+    least disturbed run (``timeit``'s convention) on a shared machine."""
+    times = [[] for _ in fns]
+    for _ in range(repeat):
+        for fn, ts in zip(fns, times):
+            ts.append(_timed(fn))
+    return [min(ts) for ts in times]
 
 
 def _device_name(device: torch.device) -> str:
@@ -45,7 +62,7 @@ def _device_name(device: torch.device) -> str:
     return f"cpu ({platform.processor() or platform.machine()})"
 
 
-def bench_ops(images: torch.Tensor, device: torch.device, workers: int) -> dict[str, float]:
+def bench_ops(images: torch.Tensor, device: torch.device, workers: int, repeat: int = REPEAT) -> dict[str, float]:
     """Images per second for all 38 operations: Pillow loop (1 thread) vs batched."""
     names = list(ops.OPERATIONS)
 
@@ -61,17 +78,15 @@ def bench_ops(images: torch.Tensor, device: torch.device, workers: int) -> dict[
             torch.cuda.synchronize()
 
     ops.check_exactness(images[0], device=device)  # also warms up caches and lazy imports
-    t_pil, t_ours = _timed(pillow), _timed(batched)
+    t_pil, t_ours = _best_of(pillow, batched, repeat=repeat)
     return {"pillow_ips": len(images) / t_pil, "batched_ips": len(images) / t_ours, "ops_speedup": t_pil / t_ours}
 
 
 def bench_features(model, images: torch.Tensor, device: torch.device, workers: int,
-                   batch_size: int) -> dict[str, float]:
+                   batch_size: int, repeat: int = REPEAT) -> dict[str, float]:
     """Images per second of top5_under_ops vs its forward passes alone on precomputed inputs."""
     names = list(ops.OPERATIONS)
     features.top5_under_ops(model, images[:2], batch_size=batch_size, workers=workers, progress=False)  # warm-up
-    t_ours = _timed(lambda: features.top5_under_ops(model, images, batch_size=batch_size, device=device,
-                                                     workers=workers, progress=False))
     chunks = [features._versions_by_size(images[s:s + batch_size], names, device, workers)
               for s in range(0, len(images), batch_size)]
 
@@ -79,13 +94,16 @@ def bench_features(model, images: torch.Tensor, device: torch.device, workers: i
         for s, groups in zip(range(0, len(images), batch_size), chunks):
             features._classify_groups(model, groups, len(images[s:s + batch_size]), 1 + len(names), batch_size)
 
-    t_limit = _timed(forward_only)
+    def ours() -> None:
+        features.top5_under_ops(model, images, batch_size=batch_size, device=device, workers=workers, progress=False)
+
+    t_ours, t_limit = _best_of(ours, forward_only, repeat=repeat)
     return {"features_ips": len(images) / t_ours, "limit_ips": len(images) / t_limit,
             "feature_efficiency": t_limit / t_ours}
 
 
 def bench_pipeline(model, images: torch.Tensor, device: torch.device, workers: int,
-                   batch_size: int) -> dict[str, float]:
+                   batch_size: int, repeat: int = REPEAT) -> dict[str, float]:
     """The authors' per-image pipeline (Pillow op, batch-1 forward, x38 + original) vs ours."""
     names = list(ops.OPERATIONS)
 
@@ -97,9 +115,10 @@ def bench_pipeline(model, images: torch.Tensor, device: torch.device, workers: i
                     x = torch.from_numpy(np.asarray(version).copy()).permute(2, 0, 1)[None].float() / 255
                     model(x.to(device)).topk(5, dim=1).indices.cpu()
 
-    t_authors = _timed(authors)
-    t_ours = _timed(lambda: features.top5_under_ops(model, images, batch_size=batch_size, device=device,
-                                                     workers=workers, progress=False))
+    def ours() -> None:
+        features.top5_under_ops(model, images, batch_size=batch_size, device=device, workers=workers, progress=False)
+
+    t_authors, t_ours = _best_of(authors, ours, repeat=repeat)
     return {"authors_ips": len(images) / t_authors, "ours_ips": len(images) / t_ours,
             "pipeline_speedup": t_authors / t_ours}
 
@@ -130,6 +149,7 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
     parser.add_argument("--n", type=int, default=16, help="number of images (default 16)")
     parser.add_argument("--batch-size", type=int, default=0, help="classifier batch size (0 = auto: 4 on CPU, 128 on GPU)")
     parser.add_argument("--classifier", default="efficientnet_lite0")
+    parser.add_argument("--repeat", type=int, default=REPEAT, help="timed rounds per side, best kept (default 3)")
     parser.add_argument("--no-write", action="store_true", help="do not touch BENCHMARKS.md")
     args = parser.parse_args(argv)
     if args.device == "cuda" and not torch.cuda.is_available():
@@ -139,29 +159,31 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
         from .config import auto_batch_size
 
         args.batch_size = auto_batch_size(args.device)
+    tuned = tune_allocator()
     threads = torch.get_num_threads()
     workers = threads if device.type == "cpu" else max(threads, 4)
     items = demo_items(8)
     images, _, _ = read_images(items[::max(1, len(items) // args.n)][:args.n])
-    print(f"{len(images)} photos, {_device_name(device)}, torch threads {threads}, JPEG workers {workers}")
+    print(f"{len(images)} photos, {_device_name(device)}, torch threads {threads}, JPEG workers {workers}, "
+          f"malloc thresholds {'raised' if tuned else 'default'}, best of {args.repeat}")
 
     results: dict[str, float] = {}
     rows: list[tuple[str, str]] = []
     if args.what in ("ops", "all"):
-        r = bench_ops(images, device, workers)
+        r = bench_ops(images, device, workers, repeat=args.repeat)
         results.update(r)
         rows.append(("ops_speedup", f"{r['ops_speedup']:.2f} (batched {r['batched_ips']:.1f} img/s vs "
                                     f"Pillow loop {r['pillow_ips']:.1f} img/s, 38 ops, n={len(images)})"))
     if args.what != "ops":
         model = load_classifier(args.classifier, device)
     if args.what in ("features", "all"):
-        r = bench_features(model, images, device, workers, args.batch_size)
+        r = bench_features(model, images, device, workers, args.batch_size, repeat=args.repeat)
         results.update(r)
         rows.append(("feature_efficiency", f"{r['feature_efficiency']:.3f} (top5_under_ops {r['features_ips']:.2f}"
                                            f" img/s vs forward passes alone {r['limit_ips']:.2f} img/s, "
                                            f"{args.classifier}, n={len(images)})"))
     if args.what in ("pipeline", "all"):
-        r = bench_pipeline(model, images, device, workers, args.batch_size)
+        r = bench_pipeline(model, images, device, workers, args.batch_size, repeat=args.repeat)
         results.update(r)
         rows.append(("pipeline_speedup", f"{r['pipeline_speedup']:.2f} (ours {r['ours_ips']:.2f} img/s vs "
                                          f"authors' per-image loop {r['authors_ips']:.2f} img/s, "

@@ -17,6 +17,7 @@ import torch
 from torch import nn
 
 from . import ops as _ops
+from .config import tune_allocator
 from .store import pixel_sha256, save_tensors
 
 __all__ = ["top5_under_ops", "counting", "differences", "feature_matrix", "FEATURE_KINDS"]
@@ -43,16 +44,36 @@ def _model_device(model: nn.Module) -> torch.device:
         return torch.device("cpu")
 
 
+def _version_buffers(n_images: int, height: int, width: int, ops: list[str], device: torch.device
+                     ) -> dict[tuple[int, int], tuple[list[int], torch.Tensor]]:
+    """Empty uint8 stacks for the versions of a chunk, grouped by size: (h, w) -> (columns,
+    stack (len(columns) * n_images, 3, h, w)), column-major (rows k*n .. k*n + n-1 are column
+    columns[k]). Channels-last on the CPU, where the classifier runs faster on that layout."""
+    cols: dict[tuple[int, int], list[int]] = {(height, width): [0]}
+    for col, name in enumerate(ops, start=1):
+        cols.setdefault(_ops.output_size(name, height, width), []).append(col)
+    groups = {}
+    for (h, w), cs in cols.items():
+        stack = torch.empty(len(cs) * n_images, 3, h, w, dtype=torch.uint8, device=device)
+        if device.type == "cpu":
+            stack = stack.contiguous(memory_format=torch.channels_last)
+        groups[(h, w)] = (cs, stack)
+    return groups
+
+
 @torch.inference_mode()
-def _versions_by_size(images: torch.Tensor, ops: list[str], device: torch.device,
-                      workers: int) -> dict[tuple[int, int], tuple[list[int], torch.Tensor]]:
+def _versions_by_size(images: torch.Tensor, ops: list[str], device: torch.device, workers: int,
+                      buffers: dict | None = None) -> dict[tuple[int, int], tuple[list[int], torch.Tensor]]:
     """The original (column 0) and operated (column 1 + i) versions of a chunk, grouped by
-    size: (h, w) -> (columns, uint8 stack (len(columns) * c, 3, h, w), column-major)."""
+    size (see :func:`_version_buffers`), written into ``buffers`` when given (reused across
+    chunks of the same shape: no allocation per chunk)."""
+    n, _, h, w = images.shape
+    groups = buffers if buffers is not None else _version_buffers(n, h, w, ops, device)
+    where = {c: stack[k * n:(k + 1) * n] for cols, stack in groups.values() for k, c in enumerate(cols)}
     x = images.to(device)
-    groups: dict[tuple[int, int], list[tuple[int, torch.Tensor]]] = {}
-    for col, version in enumerate([x] + _ops.apply_many(ops, x, workers=workers)):
-        groups.setdefault(tuple(version.shape[2:]), []).append((col, version))
-    return {size: ([c for c, _ in vs], torch.cat([v for _, v in vs])) for size, vs in groups.items()}
+    where[0].copy_(x)
+    _ops.apply_many(ops, x, workers=workers, out=[where[1 + i] for i in range(len(ops))])
+    return groups
 
 
 @torch.inference_mode()
@@ -60,21 +81,18 @@ def _classify_groups(model: nn.Module, groups: dict, n_images: int, n_cols: int,
     """Top-5 (n_images, n_cols, 5) of :func:`_versions_by_size`'s groups, ``batch_size`` at a time."""
     out = torch.empty(n_images, n_cols, TOPK, dtype=torch.long)
     for cols, stack in groups.values():
-        cpu = stack.device.type == "cpu"  # channels-last convolutions are faster on the CPU
         labels = []
-        for start in range(0, len(stack), batch_size):
+        for start in range(0, len(stack), batch_size):  # channels-last stacks stay channels-last
             batch = stack[start:start + batch_size].float().div_(255)
-            if cpu:
-                batch = batch.contiguous(memory_format=torch.channels_last)
             labels.append(model(batch).topk(TOPK, dim=1).indices.cpu())
         out[:, cols] = torch.cat(labels).view(len(cols), n_images, TOPK).transpose(0, 1)
     return out
 
 
 def _top5_chunk(model: nn.Module, images: torch.Tensor, ops: list[str], batch_size: int,
-                device: torch.device, workers: int) -> torch.Tensor:
+                device: torch.device, workers: int, buffers: dict | None = None) -> torch.Tensor:
     """(c, 1 + len(ops), 5) top-5 labels of a chunk of c images."""
-    groups = _versions_by_size(images, ops, device, workers)
+    groups = _versions_by_size(images, ops, device, workers, buffers)
     return _classify_groups(model, groups, len(images), 1 + len(ops), batch_size)
 
 
@@ -104,7 +122,8 @@ def top5_under_ops(model: nn.Module, images: torch.Tensor, ops: list[str] | None
     index 0 is the original image, index 1 + i is after ``ops[i]`` (``None``: all 38 in the
     paper's order). Images are processed ``batch_size`` at a time: their 1 + len(ops) versions
     are grouped by size and go through the model in batches of ``batch_size``. ``device``
-    defaults to the model's; JPEG runs on the CPU with ``workers`` threads.
+    defaults to the model's; JPEG runs on the CPU with ``workers`` threads. On the CPU this
+    calls :func:`advlib.config.tune_allocator` (glibc malloc thresholds, once per process).
 
     With ``cache_dir``, results are cached per image (pixel SHA-256), ``classifier`` name
     (default ``model.name``) and operation list, one file per chunk written atomically: a rerun
@@ -118,6 +137,8 @@ def top5_under_ops(model: nn.Module, images: torch.Tensor, ops: list[str] | None
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
     names = _check_ops(ops)
     device = torch.device(device) if device is not None else _model_device(model)
+    if device.type == "cpu":
+        tune_allocator()
     n = len(images)
     result = torch.empty(n, 1 + len(names), TOPK, dtype=torch.long)
     if n == 0:
@@ -142,9 +163,12 @@ def top5_under_ops(model: nn.Module, images: torch.Tensor, ops: list[str] | None
     from tqdm.auto import tqdm
 
     bar = tqdm(total=len(todo), desc="top-5 under operations", unit="img", disable=not progress)
+    chunk = min(batch_size, len(todo))  # one set of version buffers, reused by every full chunk
+    buffers = _version_buffers(chunk, *images.shape[2:], names, device) if todo else None
     for start in range(0, len(todo), batch_size):
         idx = todo[start:start + batch_size]
-        top5 = _top5_chunk(model, images[idx], names, batch_size, device, workers)
+        top5 = _top5_chunk(model, images[idx], names, batch_size, device, workers,
+                           buffers if len(idx) == chunk else None)
         chunk_hashes = [hashes[i] for i in idx]
         rows.update(zip(chunk_hashes, top5))
         if folder is not None:

@@ -148,35 +148,77 @@ def apply(name: str, images: torch.Tensor, *, workers: int = 0, backend: str = "
     return _gather(images, _index_table(name, images.shape[2], images.shape[3], images.device))
 
 
-def apply_many(names: list[str], images: torch.Tensor, *, workers: int = 0, backend: str = "auto"
-               ) -> list[torch.Tensor]:
+def apply_many(names: list[str], images: torch.Tensor, *, workers: int = 0, backend: str = "auto",
+               out: list[torch.Tensor] | None = None) -> list[torch.Tensor]:
     """Several operations on one batch: ``[apply(name, images) for name in names]``, faster.
 
-    On the CPU (``backend`` "auto" or "pillow") each image is converted to a ``PIL.Image`` once
-    and goes through all the operations in Pillow's C code, images spread over ``workers``
-    threads (Pillow and libjpeg release the GIL); outputs are channels-last uint8 tensors.
-    On a GPU ("auto") or with "torch", each operation runs batched with :func:`apply`.
+    On the CPU (``backend`` "auto" or "pillow") each image goes once through all the
+    operations, images spread over ``workers`` threads: JPEG with torchvision's libjpeg-turbo
+    codec, blur, rotation and scaling with Pillow's C code (both release the GIL). New outputs
+    are channels-last uint8 tensors (the layout the CPU classifier wants). On a GPU ("auto") or
+    with "torch", each operation runs batched with :func:`apply`.
+
+    ``out``: one preallocated uint8 tensor (B, 3, H', W') per operation, any memory layout, on
+    the input's device, written in place and returned (saves the allocation and the copy when
+    the caller stacks the outputs anyway).
     """
     for name in names:
         _op(name)
     _check_batch(images)
     if backend not in BACKENDS:
         raise ValueError(f"backend must be one of {BACKENDS}, got {backend!r}")
-    if backend == "torch" or (backend == "auto" and images.device.type != "cpu") or len(images) == 0:
-        return [apply(name, images, workers=workers, backend="torch") for name in names]
-
-    def one(image: torch.Tensor) -> list[np.ndarray]:
-        pil = Image.fromarray(np.ascontiguousarray(image.permute(1, 2, 0).numpy()))
-        return [np.asarray(apply_pil(name, pil)) for name in names]
+    b, _, h, w = images.shape
+    if out is not None:
+        if len(out) != len(names):
+            raise ValueError(f"out has {len(out)} tensors for {len(names)} operations")
+        for name, o in zip(names, out):
+            want = (b, 3, *output_size(name, h, w))
+            if not isinstance(o, torch.Tensor) or tuple(o.shape) != want or o.dtype != torch.uint8 \
+                    or o.device != images.device:
+                got = f"{o.dtype} {tuple(o.shape)} on {o.device}" if isinstance(o, torch.Tensor) else type(o).__name__
+                raise ValueError(f"out for {name} must be uint8 {want} on {images.device}, got {got}")
+    if backend == "torch" or (backend == "auto" and images.device.type != "cpu") or b == 0:
+        results = [apply(name, images, workers=workers, backend="torch") for name in names]
+        if out is None:
+            return results
+        for o, r in zip(out, results):
+            o.copy_(r)
+        return out
 
     cpu = images.cpu()
-    if workers > 1 and len(cpu) > 1:
-        with ThreadPoolExecutor(workers) as pool:
-            per_image = list(pool.map(one, cpu))
+    targets = out if out is not None and images.device.type == "cpu" else [
+        torch.empty(b, *output_size(name, h, w), 3, dtype=torch.uint8).permute(0, 3, 1, 2) for name in names]
+    codec = _jpeg_codec()
+
+    # Workers touch only numpy views: a torch copy in a worker thread would start an OpenMP team
+    # of its own per thread, competing with the classifier's threads for the cores.
+    views = [t.permute(0, 2, 3, 1).numpy() for t in targets]  # (B, H', W', 3) views of the targets
+    pixels = cpu.permute(0, 2, 3, 1).numpy()
+
+    def one(i: int) -> None:
+        hwc = np.ascontiguousarray(pixels[i])
+        pil = Image.fromarray(hwc)
+        chw = torch.from_numpy(hwc).permute(2, 0, 1)  # encode_jpeg's own HWC copy is then a no-op
+        for name, view in zip(names, views):
+            op = OPERATIONS[name]
+            if op.group == "jpeg" and codec is not None:
+                encode, decode = codec
+                np.copyto(view[i], decode(encode(chw, quality=int(op.value))).permute(1, 2, 0).numpy())
+            else:
+                np.copyto(view[i], np.asarray(apply_pil(name, pil)))
+
+    if workers > 1 and b > 1:
+        with ThreadPoolExecutor(min(workers, b)) as pool:
+            list(pool.map(one, range(b)))
     else:
-        per_image = [one(im) for im in cpu]
-    out = [torch.from_numpy(np.stack([outs[k] for outs in per_image])).permute(0, 3, 1, 2) for k in range(len(names))]
-    return [o.to(images.device) for o in out]
+        for i in range(b):
+            one(i)
+    if out is None:
+        return [t.to(images.device) for t in targets]
+    if targets is not out:  # Pillow on the CPU for a GPU batch
+        for o, t in zip(out, targets):
+            o.copy_(t)
+    return out
 
 
 # ---- JPEG
@@ -186,13 +228,31 @@ warnings.filterwarnings("ignore", message="The image decoding and encoding capab
                         category=DeprecationWarning)
 
 
+@lru_cache(maxsize=None)
+def _jpeg_codec():
+    """(encode(chw, quality) -> bytes tensor, decode(bytes tensor) -> chw) with torchvision's
+    libjpeg-turbo ops, called directly (no per-call deprecation warning or Python wrapper
+    overhead inside the worker threads); None when torchvision has no codec."""
+    try:
+        from torchvision.io import ImageReadMode, decode_jpeg, encode_jpeg
+    except ImportError:
+        return None
+    image_ops = getattr(torch.ops, "image", None)
+    try:
+        enc, dec = image_ops.encode_jpeg, image_ops.decode_jpeg
+    except (AttributeError, RuntimeError):  # a torchvision without the registered ops
+        return (lambda x, quality: encode_jpeg(x, quality=quality)), decode_jpeg
+    unchanged = ImageReadMode.UNCHANGED.value
+    return (lambda x, quality: enc(x, quality)), (lambda data: dec(data, unchanged, False))
+
+
 def _jpeg_cpu(images: torch.Tensor, quality: int) -> torch.Tensor:
     """JPEG round trip of a CPU uint8 batch with torchvision's codec (Pillow if it is gone)."""
-    try:
-        from torchvision.io import decode_jpeg, encode_jpeg
-    except ImportError:  # same libjpeg-turbo through Pillow, one image at a time
+    codec = _jpeg_codec()
+    if codec is None:  # same libjpeg-turbo through Pillow, one image at a time
         return torch.stack([_from_pil(apply_pil(f"jpeg_{quality}", _to_pil(im))) for im in images])
-    return torch.stack(decode_jpeg(encode_jpeg(list(images), quality=quality)))
+    encode, decode = codec
+    return torch.stack([decode(encode(im, quality=quality)) for im in images])
 
 
 def _jpeg(images: torch.Tensor, quality: int, workers: int) -> torch.Tensor:

@@ -51,6 +51,14 @@ def test_top5_matches_one_op_at_a_time(classifier, photos, top5_all):
     assert (top5_all[:, 1 + names.index("jpeg_100"), 0] == top5_all[:, 0, 0]).all()
 
 
+def test_chunks_reuse_buffers_same_labels(classifier, photos):
+    # 3 images in chunks of 2: one full chunk (buffers reused) and a partial one (own buffers)
+    chunked = features.top5_under_ops(classifier, photos, batch_size=2, progress=False)
+    assert torch.equal(chunked[:2], features.top5_under_ops(classifier, photos[:2], batch_size=16,
+                                                               progress=False))
+    assert torch.equal(chunked[2:], features.top5_under_ops(classifier, photos[2:], batch_size=16, progress=False))
+
+
 def test_paper_examples():
     count = features.counting(np.array([PAPER_L]), np.array([PAPER_LI]))
     assert count.tolist() == [[2, 0, 1, 0, 0]]

@@ -70,6 +70,21 @@ def test_thread_pool_same_pixels(photos):
         assert torch.equal(ops.apply(name, photos, workers=2), ops.apply(name, photos, backend="torch")), name
 
 
+def test_apply_many_writes_into_out(photos):
+    names = ["jpeg_75", "blur_2", "rotate_3", "scale_1.10"]
+    expected = [ops.apply(name, photos, backend="torch") for name in names]
+    new = ops.apply_many(names, photos, workers=2)
+    assert all(o.is_contiguous(memory_format=torch.channels_last) for o in new)  # what the CPU classifier wants
+    out = [torch.zeros(3, 3, *ops.output_size(n, 224, 224), dtype=torch.uint8) for n in names]  # NCHW buffers
+    returned = ops.apply_many(names, photos, workers=2, out=out)
+    for name, e, n, o, r in zip(names, expected, new, out, returned):
+        assert r is o and torch.equal(o, e) and torch.equal(n, e), name
+    with pytest.raises(ValueError, match="out for scale_1.10 must be uint8"):
+        ops.apply_many(names, photos, out=out[:3] + [torch.zeros(3, 3, 224, 224, dtype=torch.uint8)])
+    with pytest.raises(ValueError, match="out has 1 tensors for 4 operations"):
+        ops.apply_many(names, photos, out=out[:1])
+
+
 def test_bad_input_messages(photos):
     with pytest.raises(KeyError, match="jpeg_100"):
         ops.apply("jpeg_101", photos)
