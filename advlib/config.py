@@ -37,7 +37,7 @@ SCHEMA: dict[str, tuple[Any, str]] = {
     "seed": (int, "random seed"),
     "device": (str, "'cpu', 'cuda' or 'auto'"),
     "batch_size": (int, "classifier batch size (0 = auto: 4 on CPU, where small batches run fastest, 128 on GPU)"),
-    "workers": (int, "CPU worker threads for JPEG coding (0 = inline)"),
+    "workers": (int, "CPU worker threads for the 38 operations (0 = inline)"),
     "ops": (Union[list[str], None], "operation names (null = all 38)"),
     "detectors": (list[str], "names from advlib.detect.DETECTORS"),
     "feature_groups": (list[str], "operation groups for Table 4"),
