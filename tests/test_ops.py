@@ -79,6 +79,8 @@ def test_apply_many_writes_into_out(photos):
     returned = ops.apply_many(names, photos, workers=2, out=out)
     for name, e, n, o, r in zip(names, expected, new, out, returned):
         assert r is o and torch.equal(o, e) and torch.equal(n, e), name
+    out = [torch.zeros_like(o) for o in out]  # the GPU path (per-operation torch code), on the CPU
+    assert all(torch.equal(r, e) for r, e in zip(ops.apply_many(names, photos, backend="torch", out=out), expected))
     with pytest.raises(ValueError, match="out for scale_1.10 must be uint8"):
         ops.apply_many(names, photos, out=out[:3] + [torch.zeros(3, 3, 224, 224, dtype=torch.uint8)])
     with pytest.raises(ValueError, match="out has 1 tensors for 4 operations"):
