@@ -401,20 +401,24 @@ def check_exactness(image: torch.Tensor, ops: list[str] | None = None, *,
                     device: str | torch.device = "cpu") -> None:
     """Run one uint8 (3, H, W) image through :func:`apply` (on ``device``) and :func:`apply_pil`.
 
-    Raises ``RuntimeError`` naming every operation whose pixels differ (e.g. after a Pillow or
-    torchvision upgrade), with the number of differing values.
+    Checks both batched paths, the exact torch code (``backend="torch"``) and what
+    :func:`apply_many` runs by default on ``device``. Raises ``RuntimeError`` naming every
+    operation whose pixels differ (e.g. after a Pillow or torchvision upgrade), with the number
+    of differing values.
     """
     if not isinstance(image, torch.Tensor) or image.dim() != 3 or image.shape[0] != 3 or image.dtype != torch.uint8:
         raise ValueError("image must be a uint8 tensor (3, H, W)")
+    names = ops or list(OPERATIONS)
     pil = _to_pil(image)
     batch = image.unsqueeze(0).to(device)
+    default = apply_many(names, batch)
     bad = []
-    for name in ops or list(OPERATIONS):
-        ours = apply(name, batch, backend="torch")[0].cpu()
+    for name, auto in zip(names, default):
         ref = _from_pil(apply_pil(name, pil))
-        if ours.shape != ref.shape:
-            bad.append(f"{name} (shape {tuple(ours.shape)} vs Pillow {tuple(ref.shape)})")
-        elif not torch.equal(ours, ref):
-            bad.append(f"{name} ({int((ours != ref).sum())} values differ)")
+        for path, ours in (("torch", apply(name, batch, backend="torch")[0].cpu()), ("default", auto[0].cpu())):
+            if ours.shape != ref.shape:
+                bad.append(f"{name} [{path}] (shape {tuple(ours.shape)} vs Pillow {tuple(ref.shape)})")
+            elif not torch.equal(ours, ref):
+                bad.append(f"{name} [{path}] ({int((ours != ref).sum())} values differ)")
     if bad:
         raise RuntimeError("batched operations differ from Pillow: " + ", ".join(bad))

@@ -104,6 +104,11 @@ def test_check_exactness_passes_and_catches_inexact_blur(photos, monkeypatch):
     monkeypatch.setattr(ops, "_gaussian_blur", lambda x, r: F.gaussian_blur(x, [2 * int(3 * r) + 1] * 2, [r, r]))
     with pytest.raises(RuntimeError, match="blur_2 .*blur_5"):
         ops.check_exactness(photos[2])
+    # a codec that drifts (here: one quality step off) is caught on both paths
+    encode, decode = ops._jpeg_codec()
+    monkeypatch.setattr(ops, "_jpeg_codec", lambda: (lambda x, quality: encode(x, quality - 1), decode))
+    with pytest.raises(RuntimeError, match=r"jpeg_50 \[torch\].*jpeg_50 \[default\]"):
+        ops.check_exactness(photos[2], ["jpeg_50"])
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
