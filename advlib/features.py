@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -61,18 +62,38 @@ def _version_buffers(n_images: int, height: int, width: int, ops: list[str], dev
     return groups
 
 
+def _jpeg_ops(ops: list[str]) -> list[str]:
+    return [name for name in ops if _ops.OPERATIONS[name].group == "jpeg"]
+
+
+def _cpu_versions(images: torch.Tensor, ops: list[str], workers: int) -> list[torch.Tensor]:
+    """The JPEG versions of a chunk (CPU uint8, in ``ops`` order): the part of the work that
+    stays on the CPU when the classifier runs on a GPU."""
+    jpeg = _jpeg_ops(ops)
+    return _ops.apply_many(jpeg, images.cpu(), workers=workers) if jpeg else []
+
+
 @torch.inference_mode()
 def _versions_by_size(images: torch.Tensor, ops: list[str], device: torch.device, workers: int,
-                      buffers: dict | None = None) -> dict[tuple[int, int], tuple[list[int], torch.Tensor]]:
+                      buffers: dict | None = None, cpu_done: list[torch.Tensor] | None = None
+                      ) -> dict[tuple[int, int], tuple[list[int], torch.Tensor]]:
     """The original (column 0) and operated (column 1 + i) versions of a chunk, grouped by
     size (see :func:`_version_buffers`), written into ``buffers`` when given (reused across
-    chunks of the same shape: no allocation per chunk)."""
+    chunks of the same shape: no allocation per chunk). ``cpu_done``: the chunk's JPEG versions
+    computed ahead by :func:`_cpu_versions` (overlapped with the previous chunk's forward passes)."""
     n, _, h, w = images.shape
     groups = buffers if buffers is not None else _version_buffers(n, h, w, ops, device)
     where = {c: stack[k * n:(k + 1) * n] for cols, stack in groups.values() for k, c in enumerate(cols)}
     x = images.to(device)
     where[0].copy_(x)
-    _ops.apply_many(ops, x, workers=workers, out=[where[1 + i] for i in range(len(ops))])
+    rest = ops
+    if cpu_done is not None:
+        jpeg = _jpeg_ops(ops)
+        for name, version in zip(jpeg, cpu_done):
+            where[1 + ops.index(name)].copy_(version)
+        rest = [name for name in ops if name not in jpeg]
+    if rest:
+        _ops.apply_many(rest, x, workers=workers, out=[where[1 + ops.index(name)] for name in rest])
     return groups
 
 
@@ -90,9 +111,10 @@ def _classify_groups(model: nn.Module, groups: dict, n_images: int, n_cols: int,
 
 
 def _top5_chunk(model: nn.Module, images: torch.Tensor, ops: list[str], batch_size: int,
-                device: torch.device, workers: int, buffers: dict | None = None) -> torch.Tensor:
+                device: torch.device, workers: int, buffers: dict | None = None,
+                cpu_done: list[torch.Tensor] | None = None) -> torch.Tensor:
     """(c, 1 + len(ops), 5) top-5 labels of a chunk of c images."""
-    groups = _versions_by_size(images, ops, device, workers, buffers)
+    groups = _versions_by_size(images, ops, device, workers, buffers, cpu_done)
     return _classify_groups(model, groups, len(images), 1 + len(ops), batch_size)
 
 
@@ -114,7 +136,7 @@ def _load_cache(folder: Path, ops: list[str]) -> dict[str, torch.Tensor]:
 def top5_under_ops(model: nn.Module, images: torch.Tensor, ops: list[str] | None = None, *,
                    batch_size: int = 64, device: str | torch.device | None = None,
                    cache_dir: str | os.PathLike | None = None, classifier: str | None = None,
-                   workers: int = 0, progress: bool = True) -> torch.Tensor:
+                   workers: int = 0, progress: bool = True, overlap: bool | None = None) -> torch.Tensor:
     """Top-5 labels of every image before and after every operation.
 
     ``model`` takes float (B, 3, H, W) pixels in [0, 1] and returns (B, 1000) logits;
@@ -124,6 +146,9 @@ def top5_under_ops(model: nn.Module, images: torch.Tensor, ops: list[str] | None
     are grouped by size and go through the model in batches of ``batch_size``. ``device``
     defaults to the model's; JPEG runs on the CPU with ``workers`` threads. On the CPU this
     calls :func:`advlib.config.tune_allocator` (glibc malloc thresholds, once per process).
+    ``overlap`` (default: on for a GPU, off on the CPU) computes the next chunk's JPEG versions
+    in a CPU thread while the current chunk is classified; on 2 CPU cores that thread competes
+    with the classifier's own threads and was measured slower.
 
     With ``cache_dir``, results are cached per image (pixel SHA-256), ``classifier`` name
     (default ``model.name``) and operation list, one file per chunk written atomically: a rerun
@@ -165,18 +190,29 @@ def top5_under_ops(model: nn.Module, images: torch.Tensor, ops: list[str] | None
     bar = tqdm(total=len(todo), desc="top-5 under operations", unit="img", disable=not progress)
     chunk = min(batch_size, len(todo))  # one set of version buffers, reused by every full chunk
     buffers = _version_buffers(chunk, *images.shape[2:], names, device) if todo else None
-    for start in range(0, len(todo), batch_size):
-        idx = todo[start:start + batch_size]
-        top5 = _top5_chunk(model, images[idx], names, batch_size, device, workers,
-                           buffers if len(idx) == chunk else None)
-        chunk_hashes = [hashes[i] for i in idx]
-        rows.update(zip(chunk_hashes, top5))
-        if folder is not None:
-            key = hashlib.sha256("".join(chunk_hashes).encode()).hexdigest()[:16]
-            save_tensors({"sha256": chunk_hashes, "top5": top5, "ops": names, "classifier": classifier},
-                         folder / f"chunk-{key}.pt")
-        bar.update(len(idx))
-    bar.close()
+    overlap = device.type != "cpu" if overlap is None else overlap
+    ahead = ThreadPoolExecutor(1) if overlap and todo else None
+    pending = ahead.submit(_cpu_versions, images[todo[:batch_size]], names, workers) if ahead else None
+    try:
+        for start in range(0, len(todo), batch_size):
+            idx = todo[start:start + batch_size]
+            cpu_done = pending.result() if pending is not None else None
+            if ahead is not None and start + batch_size < len(todo):  # next chunk's JPEG, meanwhile
+                pending = ahead.submit(_cpu_versions, images[todo[start + batch_size:start + 2 * batch_size]],
+                                       names, workers)
+            top5 = _top5_chunk(model, images[idx], names, batch_size, device, workers,
+                               buffers if len(idx) == chunk else None, cpu_done)
+            chunk_hashes = [hashes[i] for i in idx]
+            rows.update(zip(chunk_hashes, top5))
+            if folder is not None:
+                key = hashlib.sha256("".join(chunk_hashes).encode()).hexdigest()[:16]
+                save_tensors({"sha256": chunk_hashes, "top5": top5, "ops": names, "classifier": classifier},
+                             folder / f"chunk-{key}.pt")
+            bar.update(len(idx))
+    finally:
+        if ahead is not None:
+            ahead.shutdown(wait=True, cancel_futures=True)
+        bar.close()
     for i, h in enumerate(hashes):
         result[i] = rows[h]
     return result

@@ -54,6 +54,9 @@ def test_top5_matches_one_op_at_a_time(classifier, photos, top5_all):
 def test_chunks_reuse_buffers_same_labels(classifier, photos):
     # 3 images in chunks of 2: one full chunk (buffers reused) and a partial one (own buffers)
     chunked = features.top5_under_ops(classifier, photos, batch_size=2, progress=False)
+    # the GPU schedule (next chunk's JPEG computed in a thread during the forward passes), on the CPU
+    assert torch.equal(chunked, features.top5_under_ops(classifier, photos, batch_size=2, progress=False,
+                                                        overlap=True, workers=2))
     assert torch.equal(chunked[:2], features.top5_under_ops(classifier, photos[:2], batch_size=16,
                                                                progress=False))
     assert torch.equal(chunked[2:], features.top5_under_ops(classifier, photos[2:], batch_size=16, progress=False))
