@@ -307,9 +307,11 @@ def _box_pass(x: torch.Tensor, r: int, ww: int, fw: int) -> torch.Tensor:
     return bulk.add_(0.5).floor_()
 
 
-def _gaussian_blur(images: torch.Tensor, radius: float, passes: int = 3, chunk: int = 4) -> torch.Tensor:
+def _gaussian_blur(images: torch.Tensor, radius: float, passes: int = 3, chunk: int | None = None) -> torch.Tensor:
     """``ImageFilter.GaussianBlur(radius)``: ``passes`` horizontal then vertical box passes,
-    each rounded to 8 bits, on ``chunk`` images at a time (small enough to stay in cache)."""
+    each rounded to 8 bits, on ``chunk`` images at a time (default: 4 on the CPU, small enough
+    to stay in cache; 64 on a GPU, large enough to fill it)."""
+    chunk = chunk or (4 if images.device.type == "cpu" else 64)
     r, ww, fw = _box_weights(_box_radius(radius, passes))
     b, ch, h, w = images.shape
     out = torch.empty_like(images)
