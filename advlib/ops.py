@@ -126,8 +126,8 @@ def apply(name: str, images: torch.Tensor, *, workers: int = 0, backend: str = "
     """Operation ``name`` on a batch: uint8 (B, 3, H, W) -> uint8 (B, 3, H', W'), same device.
 
     Pixel-identical to :func:`apply_pil` on every image. JPEG always runs on the CPU
-    (libjpeg-turbo through torchvision; ``workers`` threads when > 1) and comes back to the
-    input's device. Blur, rotation and scaling have two exact implementations: ``"torch"``
+    (libjpeg-turbo through torchvision's ops; ``workers`` threads when > 1) and comes back to
+    the input's device. Blur, rotation and scaling have two exact implementations: ``"torch"``
     (integer box blur and index-table gathers, any device) and ``"pillow"`` (Pillow's own C
     code over the images, ``workers`` threads; Pillow releases the GIL). ``"auto"`` takes torch
     on a GPU and Pillow on the CPU, where Pillow's C loops are the faster of the two.
@@ -139,10 +139,10 @@ def apply(name: str, images: torch.Tensor, *, workers: int = 0, backend: str = "
     if images.shape[0] == 0:
         h, w = output_size(name, images.shape[2], images.shape[3])
         return images.new_empty(0, 3, h, w)
-    if op.group == "jpeg":
-        return _jpeg(images, int(op.value), workers)
     if backend == "pillow" or (backend == "auto" and images.device.type == "cpu"):
         return apply_many([name], images, workers=workers, backend="pillow")[0]
+    if op.group == "jpeg":
+        return _jpeg(images, int(op.value), workers)
     if op.group == "blur":
         return _gaussian_blur(images, float(op.value))
     return _gather(images, _index_table(name, images.shape[2], images.shape[3], images.device))
