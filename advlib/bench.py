@@ -8,7 +8,7 @@ time of each side is kept. :func:`advlib.config.tune_allocator` is applied first
 and ours run under the same allocator settings.
 
 - ``ops``: images per second for all 38 operations, a single-threaded Pillow loop (the
-  authors' way) vs :func:`advlib.ops.apply` on the batch -> ``ops_speedup``.
+  authors' way) vs :func:`advlib.ops.apply_many` on the batch -> ``ops_speedup``.
 - ``features``: images per second of :func:`advlib.features.top5_under_ops` vs the classifier
   alone doing the same 39 forward passes on precomputed inputs (the limit) ->
   ``feature_efficiency``.
