@@ -56,6 +56,12 @@ def _best_of(*fns, repeat: int = REPEAT) -> list[float]:
     return [min(ts) for ts in times]
 
 
+def _ours(model, images: torch.Tensor, device: torch.device, workers: int, batch_size: int):
+    """Our feature extraction of ``images``, as a function of no arguments to time."""
+    return lambda: features.top5_under_ops(model, images, batch_size=batch_size, device=device,
+                                           workers=workers, progress=False)
+
+
 def _device_name(device: torch.device) -> str:
     if device.type == "cuda":
         return torch.cuda.get_device_name(device)
@@ -94,10 +100,7 @@ def bench_features(model, images: torch.Tensor, device: torch.device, workers: i
         for s, groups in zip(range(0, len(images), batch_size), chunks):
             features._classify_groups(model, groups, len(images[s:s + batch_size]), 1 + len(names), batch_size)
 
-    def ours() -> None:
-        features.top5_under_ops(model, images, batch_size=batch_size, device=device, workers=workers, progress=False)
-
-    t_ours, t_limit = _best_of(ours, forward_only, repeat=repeat)
+    t_ours, t_limit = _best_of(_ours(model, images, device, workers, batch_size), forward_only, repeat=repeat)
     return {"features_ips": len(images) / t_ours, "limit_ips": len(images) / t_limit,
             "feature_efficiency": t_limit / t_ours}
 
@@ -115,10 +118,7 @@ def bench_pipeline(model, images: torch.Tensor, device: torch.device, workers: i
                     x = torch.from_numpy(np.asarray(version).copy()).permute(2, 0, 1)[None].float() / 255
                     model(x.to(device)).topk(5, dim=1).indices.cpu()
 
-    def ours() -> None:
-        features.top5_under_ops(model, images, batch_size=batch_size, device=device, workers=workers, progress=False)
-
-    t_authors, t_ours = _best_of(authors, ours, repeat=repeat)
+    t_authors, t_ours = _best_of(authors, _ours(model, images, device, workers, batch_size), repeat=repeat)
     return {"authors_ips": len(images) / t_authors, "ours_ips": len(images) / t_ours,
             "pipeline_speedup": t_authors / t_ours}
 
@@ -152,6 +152,8 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
     parser.add_argument("--repeat", type=int, default=REPEAT, help="timed rounds per side, best kept (default 3)")
     parser.add_argument("--no-write", action="store_true", help="do not touch BENCHMARKS.md")
     args = parser.parse_args(argv)
+    if args.repeat < 1:
+        parser.error(f"--repeat must be >= 1, got {args.repeat}")
     if args.device == "cuda" and not torch.cuda.is_available():
         parser.error("--device cuda: CUDA is not available")
     device = torch.device(args.device)
@@ -164,7 +166,7 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
     workers = threads if device.type == "cpu" else max(threads, 4)
     items = demo_items(8)
     images, _, _ = read_images(items[::max(1, len(items) // args.n)][:args.n])
-    print(f"{len(images)} photos, {_device_name(device)}, torch threads {threads}, JPEG workers {workers}, "
+    print(f"{len(images)} photos, {_device_name(device)}, torch threads {threads}, operation workers {workers}, "
           f"malloc thresholds {'raised' if tuned else 'default'}, best of {args.repeat}")
 
     results: dict[str, float] = {}

@@ -86,14 +86,15 @@ def _versions_by_size(images: torch.Tensor, ops: list[str], device: torch.device
     where = {c: stack[k * n:(k + 1) * n] for cols, stack in groups.values() for k, c in enumerate(cols)}
     x = images.to(device)
     where[0].copy_(x)
+    column = {name: 1 + i for i, name in enumerate(ops)}
     rest = ops
     if cpu_done is not None:
         jpeg = _jpeg_ops(ops)
         for name, version in zip(jpeg, cpu_done):
-            where[1 + ops.index(name)].copy_(version)
+            where[column[name]].copy_(version)
         rest = [name for name in ops if name not in jpeg]
     if rest:
-        _ops.apply_many(rest, x, workers=workers, out=[where[1 + ops.index(name)] for name in rest])
+        _ops.apply_many(rest, x, workers=workers, out=[where[column[name]] for name in rest])
     return groups
 
 
@@ -190,16 +191,21 @@ def top5_under_ops(model: nn.Module, images: torch.Tensor, ops: list[str] | None
     bar = tqdm(total=len(todo), desc="top-5 under operations", unit="img", disable=not progress)
     chunk = min(batch_size, len(todo))  # one set of version buffers, reused by every full chunk
     buffers = _version_buffers(chunk, *images.shape[2:], names, device) if todo else None
+    chunks = [todo[start:start + batch_size] for start in range(0, len(todo), batch_size)]
     overlap = device.type != "cpu" if overlap is None else overlap
     ahead = ThreadPoolExecutor(1) if overlap and todo else None
-    pending = ahead.submit(_cpu_versions, images[todo[:batch_size]], names, workers) if ahead else None
+
+    def jpeg_ahead(k: int):
+        """Start chunk k's JPEG versions in the background (None: no overlap or no chunk k)."""
+        if ahead is None or k >= len(chunks):
+            return None
+        return ahead.submit(_cpu_versions, images[chunks[k]], names, workers)
+
+    pending = jpeg_ahead(0)
     try:
-        for start in range(0, len(todo), batch_size):
-            idx = todo[start:start + batch_size]
+        for k, idx in enumerate(chunks):
             cpu_done = pending.result() if pending is not None else None
-            if ahead is not None and start + batch_size < len(todo):  # next chunk's JPEG, meanwhile
-                pending = ahead.submit(_cpu_versions, images[todo[start + batch_size:start + 2 * batch_size]],
-                                       names, workers)
+            pending = jpeg_ahead(k + 1)  # the next chunk's JPEG, while this one is classified
             top5 = _top5_chunk(model, images[idx], names, batch_size, device, workers,
                                buffers if len(idx) == chunk else None, cpu_done)
             chunk_hashes = [hashes[i] for i in idx]

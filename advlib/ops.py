@@ -188,8 +188,6 @@ def apply_many(names: list[str], images: torch.Tensor, *, workers: int = 0, back
     cpu = images.cpu()
     targets = out if out is not None and images.device.type == "cpu" else [
         torch.empty(b, *output_size(name, h, w), 3, dtype=torch.uint8).permute(0, 3, 1, 2) for name in names]
-    codec = _jpeg_codec()
-
     # Workers touch only numpy views: a torch copy in a worker thread would start an OpenMP team
     # of its own per thread, competing with the classifier's threads for the cores.
     views = [t.permute(0, 2, 3, 1).numpy() for t in targets]  # (B, H', W', 3) views of the targets
@@ -201,9 +199,8 @@ def apply_many(names: list[str], images: torch.Tensor, *, workers: int = 0, back
         chw = torch.from_numpy(hwc).permute(2, 0, 1)  # encode_jpeg's own HWC copy is then a no-op
         for name, view in zip(names, views):
             op = OPERATIONS[name]
-            if op.group == "jpeg" and codec is not None:
-                encode, decode = codec
-                np.copyto(view[i], decode(encode(chw, quality=int(op.value))).permute(1, 2, 0).numpy())
+            if op.group == "jpeg":
+                np.copyto(view[i], _jpeg_round_trip(chw, int(op.value)).permute(1, 2, 0).numpy())
             else:
                 np.copyto(view[i], np.asarray(apply_pil(name, pil)))
 
@@ -246,13 +243,19 @@ def _jpeg_codec():
     return (lambda x, quality: enc(x, quality)), (lambda data: dec(data, unchanged, False))
 
 
-def _jpeg_cpu(images: torch.Tensor, quality: int) -> torch.Tensor:
-    """JPEG round trip of a CPU uint8 batch with torchvision's codec (Pillow if it is gone)."""
+def _jpeg_round_trip(image: torch.Tensor, quality: int) -> torch.Tensor:
+    """JPEG round trip of one CPU uint8 (3, H, W) image with torchvision's codec (the same
+    libjpeg-turbo through Pillow if torchvision has none)."""
     codec = _jpeg_codec()
-    if codec is None:  # same libjpeg-turbo through Pillow, one image at a time
-        return torch.stack([_from_pil(apply_pil(f"jpeg_{quality}", _to_pil(im))) for im in images])
+    if codec is None:
+        return _from_pil(apply_pil(f"jpeg_{quality}", _to_pil(image)))
     encode, decode = codec
-    return torch.stack([decode(encode(im, quality=quality)) for im in images])
+    return decode(encode(image, quality=quality))
+
+
+def _jpeg_cpu(images: torch.Tensor, quality: int) -> torch.Tensor:
+    """JPEG round trip of a CPU uint8 batch, one image at a time."""
+    return torch.stack([_jpeg_round_trip(im, quality) for im in images])
 
 
 def _jpeg(images: torch.Tensor, quality: int, workers: int) -> torch.Tensor:
@@ -413,11 +416,14 @@ def check_exactness(image: torch.Tensor, ops: list[str] | None = None, *,
     names = ops or list(OPERATIONS)
     pil = _to_pil(image)
     batch = image.unsqueeze(0).to(device)
-    default = apply_many(names, batch)
+    paths = {"torch": apply_many(names, batch, backend="torch")}
+    if batch.device.type == "cpu":  # on a GPU the default path is the torch one
+        paths["default"] = apply_many(names, batch)
     bad = []
-    for name, auto in zip(names, default):
+    for k, name in enumerate(names):
         ref = _from_pil(apply_pil(name, pil))
-        for path, ours in (("torch", apply(name, batch, backend="torch")[0].cpu()), ("default", auto[0].cpu())):
+        for path, outputs in paths.items():
+            ours = outputs[k][0].cpu()
             if ours.shape != ref.shape:
                 bad.append(f"{name} [{path}] (shape {tuple(ours.shape)} vs Pillow {tuple(ref.shape)})")
             elif not torch.equal(ours, ref):
