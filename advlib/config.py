@@ -43,10 +43,13 @@ SCHEMA: dict[str, tuple[Any, str]] = {
     "feature_groups": (list[str], "operation groups for Table 4"),
     "stats_cnn_epochs": (int, "stats-CNN training epochs (paper code: 100)"),
     "stats_cnn_batch_size": (int, "stats-CNN batch size (paper code: 64)"),
-    "raw_cnn_archs": (list[str], "raw-image CNN baselines ('resnet50', 'xception')"),
+    "raw_cnn_archs": (list[str], "raw-image CNN baselines: 'resnet50', 'xception' (paper), 'efficientnet_lite0' (fine-tuned, offline)"),
     "raw_cnn_epochs": (int, "raw-image CNN epochs (paper: 150)"),
     "raw_cnn_batch_size": (int, "raw-image CNN batch size"),
-    "bootstrap": (int, "bootstrap resamples for confidence intervals"),
+    "bootstrap": (int, "cluster-bootstrap resamples (over source photos) for confidence intervals"),
+    "cv_folds": (int, "0: the fixed train/dev/eval split (paper); K >= 2: grouped K-fold over source photos"),
+    "target_fpr": (float, "false-positive rate on normal images that detector thresholds are calibrated to"),
+    "format_check_n": (int, "images per class re-encoded for the detector's format-robustness check (0 = all)"),
     "correction_groups": (list[str], "operation groups voted by label correction (paper: jpeg, scaling)"),
     "fixed_qfs": (list[int], "fixed JPEG quality factors for image correction"),
     "heuristic_qfs": (list[int], "quality factors searched by the heuristic"),
@@ -121,6 +124,12 @@ def validate(params: dict[str, Any], source: str = "<parameters>") -> dict[str, 
         raise ProfileError(f"{source}: key 'split' must be three fractions summing to 1")
     if out["device"] not in ("cpu", "cuda", "auto"):
         raise ProfileError(f"{source}: key 'device' must be 'cpu', 'cuda' or 'auto'")
+    if out["cv_folds"] == 1 or out["cv_folds"] < 0:
+        raise ProfileError(f"{source}: key 'cv_folds' must be 0 (fixed split) or >= 2")
+    if not 0 < out["target_fpr"] < 1:
+        raise ProfileError(f"{source}: key 'target_fpr' must be in (0, 1)")
+    if out["format_check_n"] < 0:
+        raise ProfileError(f"{source}: key 'format_check_n' must be >= 0 (0 = all)")
     if out["batch_size"] < 0:
         raise ProfileError(f"{source}: key 'batch_size' must be >= 0 (0 = auto)")
     if out["batch_size"] == 0:

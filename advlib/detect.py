@@ -548,8 +548,10 @@ def select_on_dev(name: str, X_train, y_train, X_dev, y_dev, grid: dict[str, lis
                   seed: int = 0, **fixed) -> tuple[Any, dict, float]:
     """Fit ``name`` on train for every point of ``grid`` (default :data:`PARAM_GRIDS`); keep the best on dev.
 
-    Dev accuracy is from the detector's own ``predict`` (the paper's code uses ``clf.predict``);
-    ties go to the earlier grid point. Detectors whose ``fit`` takes a dev set (stats-CNN,
+    Dev accuracy uses the same decision rule as the evaluation: a score
+    (:func:`detector_scores`) ``>= 0.5`` is "adversarial" (for SVC, ``predict`` and
+    ``predict_proba >= 0.5`` can disagree, so ``predict`` is not used); ties go to the earlier
+    grid point. Detectors whose ``fit`` takes a dev set (stats-CNN,
     raw-image CNNs) also use it for their best-epoch choice. ``fixed`` params go to every fit.
     Returns ``(fitted_estimator, best_params, dev_accuracy)``.
     """
@@ -561,7 +563,7 @@ def select_on_dev(name: str, X_train, y_train, X_dev, y_dev, grid: dict[str, lis
         if "random_state" in det.get_params():
             det.set_params(random_state=seed)
         _fit(det, X_train, y_train, X_dev, y_dev)
-        acc = float((np.asarray(det.predict(X_dev)) == y_dev).mean())
+        acc = float(((detector_scores(det, X_dev) >= 0.5) == y_dev).mean())
         if acc > best[2]:
             best = (det, dict(params), acc)
     return best
@@ -622,26 +624,82 @@ def evaluate(y_true, scores, threshold: float = 0.5, *, y_pred=None) -> dict[str
 
 
 def bootstrap_ci(y_true, scores, *, metric: str = "accuracy", n_boot: int = 1000, seed: int = 0,
-                 alpha: float = 0.05, threshold: float = 0.5) -> tuple[float, float]:
-    """Percentile bootstrap ``(low, high)`` of ``metric`` (a key of :func:`evaluate`) over images.
+                 alpha: float = 0.05, threshold: float | np.ndarray = 0.5, groups=None) -> tuple[float, float]:
+    """Percentile bootstrap ``(low, high)`` of ``metric`` over images, or over clusters of images.
 
-    Resamples are stratified: normal and adversarial images are drawn separately with
-    replacement, so every resample keeps the set's class counts.
+    ``metric``: a key of :func:`evaluate` (accuracy, eer, auc, tpr_at_5fpr) or ``fpr`` / ``tpr``
+    (share of normal / adversarial images with ``score >= threshold``). ``threshold`` may be
+    one value per image (e.g. each fold's own calibrated threshold).
+
+    Without ``groups`` the resamples are stratified: normal and adversarial images are drawn
+    separately with replacement, so every resample keeps the set's class counts. With
+    ``groups`` (N,), e.g. the source photo of each image, whole groups are drawn with
+    replacement (a cluster bootstrap: crops of one photo and the adversarial versions of an
+    image are correlated, so they move together); resamples in which the metric is undefined
+    (one class only, for eer/auc/fpr/tpr) are dropped.
     """
     y, s = _check(y_true, scores)
-    if metric not in ("accuracy", "eer", "auc", "tpr_at_5fpr"):
-        raise ValueError(f"metric must be accuracy, eer, auc or tpr_at_5fpr, got {metric!r}")
+    if metric not in ("accuracy", "eer", "auc", "tpr_at_5fpr", "fpr", "tpr"):
+        raise ValueError(f"metric must be accuracy, eer, auc, tpr_at_5fpr, fpr or tpr, got {metric!r}")
     if n_boot < 1 or not 0 < alpha < 1:
         raise ValueError(f"need n_boot >= 1 and 0 < alpha < 1, got {n_boot}, {alpha}")
+    thr = np.broadcast_to(np.asarray(threshold, dtype=np.float64), y.shape)
     rng = np.random.default_rng(seed)
-    groups = [np.flatnonzero(y == c) for c in (0, 1) if (y == c).any()]
-    idx = np.concatenate([rng.choice(g, size=(n_boot, len(g))) for g in groups], axis=1)
-    if metric == "accuracy":
-        values = ((s >= threshold) == y)[idx].mean(axis=1)
+    if groups is None:
+        parts = [np.flatnonzero(y == c) for c in (0, 1) if (y == c).any()]
+        idx = [np.concatenate([rng.choice(g, size=len(g)) for g in parts]) for _ in range(n_boot)]
     else:
-        fn = {"eer": eer, "auc": roc_auc_score, "tpr_at_5fpr": tpr_at_fpr}[metric]
-        values = np.array([fn(y[i], s[i]) for i in idx])
+        groups = np.asarray(groups)
+        if groups.shape != y.shape:
+            raise ValueError(f"groups must have the shape of y_true {y.shape}, got {groups.shape}")
+        _, inverse = np.unique(groups, return_inverse=True)
+        members = [np.flatnonzero(inverse == g) for g in range(inverse.max() + 1)]
+        idx = [np.concatenate([members[g] for g in rng.integers(0, len(members), len(members))])
+               for _ in range(n_boot)]
+    values = []
+    for i in idx:
+        yi, si, pred = y[i], s[i], s[i] >= thr[i]
+        both = 0 < yi.sum() < len(yi)
+        if metric == "accuracy":
+            values.append(float((pred == yi).mean()))
+        elif metric == "fpr":
+            values.append(float(pred[yi == 0].mean()) if (yi == 0).any() else np.nan)
+        elif metric == "tpr":
+            values.append(float(pred[yi == 1].mean()) if (yi == 1).any() else np.nan)
+        elif both:
+            values.append({"eer": eer, "auc": roc_auc_score, "tpr_at_5fpr": tpr_at_fpr}[metric](yi, si))
+        else:
+            values.append(np.nan)
+    values = np.asarray(values, dtype=np.float64)
+    values = values[np.isfinite(values)]
+    if not len(values):
+        return math.nan, math.nan
     return float(np.quantile(values, alpha / 2)), float(np.quantile(values, 1 - alpha / 2))
+
+
+def calibrate_threshold(normal_scores, fpr: float = 0.05) -> float:
+    """The lowest threshold that flags (``score >= threshold``) at most ``fpr`` of ``normal_scores``.
+
+    EvadeML-Zoo's rule: with the scores sorted, everything above the ``ceil(n * (1 - fpr))``-th
+    smallest is flagged; the threshold is the next float above it, so that the ``>=`` test used
+    everywhere in this module flags the same images.
+    """
+    s = np.sort(np.asarray(normal_scores, dtype=np.float64))
+    if not len(s) or not np.isfinite(s).all():
+        raise ValueError("calibrate_threshold needs finite scores of at least one normal image")
+    if not 0 < fpr < 1:
+        raise ValueError(f"fpr must be in (0, 1), got {fpr}")
+    return float(np.nextafter(s[math.ceil(len(s) * (1 - fpr)) - 1], np.inf))
+
+
+def is_degenerate(pred, share: float = 0.95) -> bool:
+    """True when one class makes up at least ``share`` of the predictions ``pred`` (N,) of 0/1.
+
+    Such a detector is (close to) a constant predictor: its accuracy is the class balance,
+    not a finding.
+    """
+    pred = np.asarray(pred).astype(bool)
+    return bool(len(pred) and max(pred.mean(), 1 - pred.mean()) >= share)
 
 
 # --------------------------------------------------------------------------- save / load

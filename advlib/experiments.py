@@ -1,4 +1,4 @@
-"""The paper's detection experiments (section 4.5): attack settings, Table 4 and Table 5 loops.
+"""The paper's detection (section 4.5: Tables 4, 5) and correction (section 5.3: Fig. 6, Table 6) loops.
 
 Everything here is glue between the dataset manifest, the cached top-5 features and the
 detectors of :mod:`advlib.detect`; the notebooks call these functions and only show results.
@@ -6,14 +6,16 @@ detectors of :mod:`advlib.detect`; the notebooks call these functions and only s
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Callable
 
 import numpy as np
 import pandas as pd
+import torch
 from tqdm.auto import tqdm
 
-from . import detect, features
+from . import cv, detect, features
 
 #: Attack settings of Table 2: which adversarial kinds each contains (normal images always).
 SETTINGS = {"targeted": ("targeted",), "non-targeted": ("non-targeted",),
@@ -33,143 +35,391 @@ MAIN_FEATURE_DETECTORS = (("MLP - counting feature", "mlp", "count", "jpeg+scali
 
 @dataclass
 class Data:
-    """The dataset with its labels: ``y`` 1 for adversarial; ``top5`` aligned with ``manifest``."""
+    """The dataset with its labels: ``y`` 1 for adversarial; ``top5`` aligned with ``manifest``.
+
+    ``parts``: the evaluation protocol's partitions (:func:`advlib.cv.partitions`): one fixed
+    train/dev/eval split (paper profile) or K folds over the source photos (demo, smoke).
+    """
 
     manifest: pd.DataFrame
     top5: np.ndarray
     op_names: list[str]
+    parts: list[cv.Partition] = field(default_factory=list)
+
+    @classmethod
+    def from_params(cls, manifest: pd.DataFrame, top5: np.ndarray, op_names: list[str], params: dict) -> "Data":
+        return cls(manifest, top5, op_names, cv.partitions(manifest, params["cv_folds"], params["seed"]))
 
     @property
     def y(self) -> np.ndarray:
         return (self.manifest["kind"] != "normal").to_numpy().astype(int)
 
-    def mask(self, setting: str, split: str) -> np.ndarray:
+    @property
+    def groups(self) -> np.ndarray:
+        """(N,) source photo of each row: the unit of the cluster bootstrap."""
+        return self.manifest["source"].to_numpy()
+
+    def in_setting(self, setting: str) -> np.ndarray:
+        """Rows of a Table 2 attack setting: normal images and the setting's adversarial kinds."""
         m = self.manifest
-        return ((m["kind"] == "normal") | m["kind"].isin(SETTINGS[setting])).to_numpy() & (m["split"] == split).to_numpy()
+        return ((m["kind"] == "normal") | m["kind"].isin(SETTINGS[setting])).to_numpy()
 
     def features(self, kind: str, group: str) -> np.ndarray:
         return features.feature_matrix(self.top5, kind, group, ops=self.op_names)
 
 
-def metric_row(y: np.ndarray, scores: np.ndarray, n_boot: int, seed: int, threshold: float = 0.5) -> dict[str, Any]:
-    """Accuracy, EER, AUC, detection rate at 5% FPR, and bootstrap 95% CIs of accuracy and EER."""
-    row = detect.evaluate(y, scores, threshold=threshold)
+@dataclass
+class Fitted:
+    """A detector fitted on one partition: ``score(mask)`` gives the (n,) scores of those rows;
+    ``threshold`` is its own decision threshold (0.5 on a probability); ``info`` its chosen
+    hyper-parameters; ``model`` the fitted estimator."""
+
+    score: Callable[[np.ndarray], np.ndarray]
+    threshold: float = 0.5
+    info: dict = field(default_factory=dict)
+    model: Any = None
+
+
+@dataclass
+class OOF:
+    """Pooled out-of-fold results of one detector in one scenario (one entry per eval image).
+
+    ``rows``: manifest row of each eval image; ``threshold``: the detector's own threshold;
+    ``calibrated``: per image, the threshold of its fold's model calibrated to ``target_fpr`` on
+    the normal images of that fold's dev part (never on the eval fold); ``fold``: the partition
+    index; ``models``: the fitted detector of each partition (None where a partition was skipped).
+    """
+
+    rows: np.ndarray
+    y: np.ndarray
+    scores: np.ndarray
+    threshold: np.ndarray
+    calibrated: np.ndarray
+    fold: np.ndarray
+    models: list
+    groups: np.ndarray
+
+
+def cross_validate(d: Data, fit: Callable, train_setting: str, test_setting: str, target_fpr: float,
+                   partitions: list | None = None) -> OOF:
+    """Fit ``fit(train_mask, dev_mask) -> Fitted`` on each partition and pool its eval scores.
+
+    Train and dev rows come from ``train_setting``, eval rows from ``test_setting``. A partition
+    whose training rows hold one class only is skipped (its eval images are then missing).
+    """
+    y = d.y
+    tr_set, te_set = d.in_setting(train_setting), d.in_setting(test_setting)
+    rows, scores, thr, cal, fold, models = [], [], [], [], [], []
+    for k, part in enumerate(partitions or d.parts):
+        tr, dv, te = part.train & tr_set, part.dev & tr_set, part.eval & te_set
+        if len(np.unique(y[tr])) < 2 or not te.any():
+            models.append(None)
+            continue
+        fitted = fit(tr, dv)
+        dev_normal = dv & (y == 0)
+        t_cal = detect.calibrate_threshold(fitted.score(dev_normal), target_fpr) if dev_normal.any() else np.nan
+        idx = np.flatnonzero(te)
+        rows.append(idx)
+        scores.append(fitted.score(te))
+        thr.append(np.full(len(idx), fitted.threshold))
+        cal.append(np.full(len(idx), t_cal))
+        fold.append(np.full(len(idx), k))
+        models.append(fitted)
+    cat = lambda parts, dtype: np.concatenate(parts).astype(dtype) if parts else np.zeros(0, dtype)  # noqa: E731
+    r = cat(rows, np.int64)
+    return OOF(r, y[r], cat(scores, np.float64), cat(thr, np.float64), cat(cal, np.float64), cat(fold, np.int64),
+               models, d.groups[r])
+
+
+def metric_row(o: OOF, n_boot: int, seed: int) -> dict[str, Any]:
+    """Metrics of pooled out-of-fold results, with cluster-bootstrap 95% CIs over source photos.
+
+    Fractions in [0, 1]: ``accuracy`` (own threshold, 0.5 on a probability: the paper's
+    reading), ``eer``, ``auc``, ``tpr_at_5fpr`` (ROC of the pooled scores); ``fpr`` and
+    ``detection_rate`` at the own threshold; ``fpr_calibrated`` and ``detection_rate_calibrated``
+    at each fold's dev-calibrated threshold (what to expect on new photos). ``degenerate``: one
+    class makes up >= 95% of the predictions (a constant predictor, not a finding).
+    """
+    y, s = o.y, o.scores
+    row = detect.evaluate(y, s, threshold=o.threshold)
+    row["n_images"] = row.pop("n")
+    row["n_photos"] = int(len(np.unique(o.groups)))
+    pred = s >= o.threshold
+    cal = s >= o.calibrated
+    row["fpr"] = float(pred[y == 0].mean()) if (y == 0).any() else np.nan
+    row["detection_rate"] = float(pred[y == 1].mean()) if (y == 1).any() else np.nan
+    ok_cal = np.isfinite(o.calibrated)
+    row["fpr_calibrated"] = float(cal[(y == 0) & ok_cal].mean()) if ((y == 0) & ok_cal).any() else np.nan
+    row["detection_rate_calibrated"] = float(cal[(y == 1) & ok_cal].mean()) if ((y == 1) & ok_cal).any() else np.nan
+    row["degenerate"] = detect.is_degenerate(pred)
     if n_boot and len(np.unique(y)) == 2:
-        for metric in ("accuracy", "eer"):
-            lo, hi = detect.bootstrap_ci(y, scores, metric=metric, n_boot=n_boot, seed=seed, threshold=threshold)
-            row[f"{metric}_ci"] = f"[{100 * lo:.1f}, {100 * hi:.1f}]"
+        for metric, thr in (("accuracy", o.threshold), ("eer", o.threshold), ("auc", o.threshold),
+                            ("fpr", o.calibrated), ("tpr", o.calibrated)):
+            name = {"fpr": "fpr_calibrated", "tpr": "detection_rate_calibrated"}.get(metric, metric)
+            keep = ok_cal if metric in ("fpr", "tpr") else np.ones(len(y), bool)
+            if not keep.any():
+                continue
+            lo, hi = detect.bootstrap_ci(y[keep], s[keep], metric=metric, n_boot=n_boot, seed=seed,
+                                         threshold=thr[keep], groups=o.groups[keep])
+            row[f"{name}_ci_low"], row[f"{name}_ci_high"] = lo, hi
     return row
 
 
-def fit_feature_detector(d: Data, name: str, kind: str, group: str, setting: str, params: dict):
-    """Train a feature detector on a setting's train split, choosing hyper-parameters on its dev split."""
-    X = d.features(kind, group)
-    tr, dv = d.mask(setting, "train"), d.mask(setting, "dev")
-    if name == "stats_cnn":
-        det = detect.make_detector("stats_cnn", epochs=params["stats_cnn_epochs"],
-                                   batch_size=params["stats_cnn_batch_size"], random_state=params["seed"])
-        det.fit(X[tr], d.y[tr], X_dev=X[dv], y_dev=d.y[dv])
-        return det, {}
-    det, best, _ = detect.select_on_dev(name, X[tr], d.y[tr], X[dv], d.y[dv], seed=params["seed"])
-    return det, best
+def feature_fitter(d: Data, name: str, kind: str, group: str, params: dict, **fixed) -> Callable:
+    """``fit(tr, dv)`` for a feature detector: trained on ``tr``, hyper-parameters (grid of
+    :data:`advlib.detect.PARAM_GRIDS`) or the stats-CNN's best epoch chosen on ``dv``."""
+    X, y = d.features(kind, group), d.y
+
+    def fit(tr: np.ndarray, dv: np.ndarray) -> Fitted:
+        if name == "stats_cnn":
+            det = detect.make_detector("stats_cnn", epochs=params["stats_cnn_epochs"],
+                                       batch_size=params["stats_cnn_batch_size"], random_state=params["seed"],
+                                       progress=False)
+            det.fit(X[tr], y[tr], X_dev=X[dv] if dv.any() else None, y_dev=y[dv] if dv.any() else None)
+            best = {"best_epoch": det.best_epoch_}
+        elif dv.any():
+            det, best, _ = detect.select_on_dev(name, X[tr], y[tr], X[dv], y[dv], seed=params["seed"], **fixed)
+        else:  # no dev part: the paper's setting (first grid point)
+            det, best = detect.make_detector(name, **fixed), {}
+            if "random_state" in det.get_params():
+                det.set_params(random_state=params["seed"])
+            det.fit(X[tr], y[tr])
+        return Fitted(lambda m: detect.detector_scores(det, X[m]), 0.5, best, det)
+    return fit
 
 
 def table4(d: Data, params: dict, progress: bool = True) -> pd.DataFrame:
-    """Table 4: eval accuracy of each traditional detector x feature x operation group (combination)."""
+    """Table 4: out-of-fold accuracy of each traditional detector x feature x operation group
+    (combination setting), with cluster-bootstrap CIs, ``n_images``, ``n_photos``, ``degenerate``."""
     rows = []
-    te = d.mask("combination", "eval")
     jobs = [(n, k, g) for g in params["feature_groups"] for k in ("count", "diff") for n in params["detectors"]]
     for name, kind, group in tqdm(jobs, desc="Table 4", disable=not progress):
-        det, best = fit_feature_detector(d, name, kind, group, "combination", params)
-        scores = detect.detector_scores(det, d.features(kind, group)[te])
-        row = metric_row(d.y[te], scores, 0, params["seed"])
-        rows.append({"detector": name, "group": group, "feature": kind, "params": str(best), **row})
+        o = cross_validate(d, feature_fitter(d, name, kind, group, params), "combination", "combination",
+                           params["target_fpr"])
+        chosen = [m.info for m in o.models if m is not None]
+        row = metric_row(o, params["bootstrap"], params["seed"])
+        rows.append({"detector": name, "group": group, "feature": kind, "params": str(chosen), **row})
     return pd.DataFrame(rows)
 
 
 def table5(d: Data, params: dict, image_detectors: dict[str, Callable], progress: bool = True
-           ) -> tuple[pd.DataFrame, dict]:
-    """Table 5: the main detectors under seen and unseen attacks; returns the table and eval scores.
+           ) -> tuple[pd.DataFrame, dict[str, OOF]]:
+    """Table 5: the main detectors under seen and unseen attacks, out of fold.
 
-    ``image_detectors`` maps a row label to ``fit(train_mask, dev_mask) -> (score, threshold)``
-    for detectors on raw images (see :func:`raw_cnn` and :func:`squeezing`), where
-    ``score(mask)`` returns the scores of those rows. A detector that cannot be built (e.g.
-    missing pretrained weights) is reported as skipped with the reason.
+    ``image_detectors`` maps a row label to a ``fit(train_mask, dev_mask) -> Fitted`` for
+    detectors on raw images (see :func:`raw_cnn` and :func:`squeezing`). A detector that cannot
+    be built (e.g. missing pretrained weights) is reported as skipped with the reason. Returns
+    the table and the seen-scenario :class:`OOF` results per detector label.
     """
-    rows, scores_seen = [], {}
+    rows, seen = [], {}
+    fitters = {label: feature_fitter(d, name, kind, group, params)
+               for label, name, kind, group in MAIN_FEATURE_DETECTORS}
+    fitters.update(image_detectors)
     for scenario, train_setting, test_setting in tqdm(SCENARIOS, desc="Table 5", disable=not progress):
-        te = d.mask(test_setting, "eval")
-        y = d.y[te]
-        for label, name, kind, group in MAIN_FEATURE_DETECTORS:
-            det, _ = fit_feature_detector(d, name, kind, group, train_setting, params)
-            s = detect.detector_scores(det, d.features(kind, group)[te])
-            rows.append({"scenario": scenario, "detector": label,
-                         **metric_row(y, s, params["bootstrap"], params["seed"])})
-            if scenario.startswith("seen"):
-                scores_seen[label] = (y, s, 0.5)
-        tr, dv = d.mask(train_setting, "train"), d.mask(train_setting, "dev")
-        for label, fit in image_detectors.items():
+        for label, fit in fitters.items():
             try:
-                score, thr = fit(tr, dv)
+                o = cross_validate(d, fit, train_setting, test_setting, params["target_fpr"])
             except (FileNotFoundError, ImportError) as e:  # e.g. pretrained weights not on this machine
                 rows.append({"scenario": scenario, "detector": label, "skipped": str(e).split(". ")[0]})
                 continue
-            s = score(te)
-            rows.append({"scenario": scenario, "detector": label,
-                         **metric_row(y, s, params["bootstrap"], params["seed"], threshold=thr)})
+            rows.append({"scenario": scenario, "detector": label, **metric_row(o, params["bootstrap"], params["seed"])})
             if scenario.startswith("seen"):
-                scores_seen[label] = (y, s, thr)
-    return pd.DataFrame(rows), scores_seen
+                seen[label] = o
+    return pd.DataFrame(rows), seen
 
 
-def detection_rate_per_attack(d: Data, scores_seen: dict) -> pd.DataFrame:
-    """Seen scenario: % of each attack's eval images flagged as adversarial, per detector
-    (``attack`` 'none' is the false-positive rate on normal images)."""
-    te = d.mask("combination", "eval")
-    attack = d.manifest["attack"].to_numpy()[te]
+def detection_rate_per_attack(d: Data, seen: dict[str, OOF]) -> pd.DataFrame:
+    """Seen scenario, out of fold: % of each attack's images flagged, per detector, at the
+    detector's own threshold and at its calibrated one (``attack`` 'none': normal images, i.e.
+    the false-positive rate)."""
+    attack = d.manifest["attack"].to_numpy()
     rows = []
-    for label, (y, s, thr) in scores_seen.items():
-        for a in pd.unique(attack):
-            m = attack == a
-            rows.append({"detector": label, "attack": a, "n": int(m.sum()),
-                         "flagged_pct": 100 * float((s[m] >= thr).mean())})
+    for label, o in seen.items():
+        a = attack[o.rows]
+        for name in pd.unique(a):
+            m = a == name
+            ok = m & np.isfinite(o.calibrated)
+            rows.append({"detector": label, "attack": name, "n": int(m.sum()),
+                         "flagged_pct": 100 * float((o.scores[m] >= o.threshold[m]).mean()),
+                         "flagged_calibrated_pct": 100 * float((o.scores[ok] >= o.calibrated[ok]).mean())
+                         if ok.any() else np.nan})
     return pd.DataFrame(rows)
 
 
 def raw_cnn(d: Data, load: Callable, arch: str, pretrained: bool, params: dict, device: str) -> Callable:
-    """``fit(tr, dv)`` for a raw-image CNN (ResNet-50 / Xception) trained on the images."""
-    def fit(tr: np.ndarray, dv: np.ndarray):
-        det = detect.make_detector(f"raw_{arch}", pretrained=pretrained, epochs=params["raw_cnn_epochs"],
-                                   batch_size=params["raw_cnn_batch_size"], device=device,
-                                   random_state=params["seed"])
-        det.fit(load(tr), d.y[tr], X_dev=load(dv), y_dev=d.y[dv])
-        return (lambda m: detect.detector_scores(det, load(m))), 0.5
+    """``fit(tr, dv)`` for a raw-image CNN trained on the images: ResNet-50 / Xception from
+    scratch or fine-tuned (paper profile), or the fine-tuned EfficientNet-Lite0 (``arch``
+    ``efficientnet_lite0``, the demo's offline stand-in for the paper's fine-tuned CNNs)."""
+    def fit(tr: np.ndarray, dv: np.ndarray) -> Fitted:
+        kw = dict(epochs=params["raw_cnn_epochs"], batch_size=params["raw_cnn_batch_size"], device=device,
+                  random_state=params["seed"], progress=False)
+        if arch != "efficientnet_lite0":
+            kw["pretrained"] = pretrained
+        det = detect.make_detector(f"raw_{arch}", **kw)
+        det.fit(load(tr), d.y[tr], X_dev=load(dv) if dv.any() else None, y_dev=d.y[dv] if dv.any() else None)
+        return Fitted(lambda m: detect.detector_scores(det, load(m)), 0.5, {"best_epoch": det.best_epoch_}, det)
     return fit
 
 
 def squeezing(d: Data, load: Callable, classifiers: dict, paper_threshold: bool, device: str,
-              batch_size: int) -> Callable:
+              batch_size: int, target_fpr: float = 0.05) -> Callable:
     """``fit(tr, dv)`` for feature squeezing: one squeezer per classifier (each image is scored
-    by the classifier it was made for), threshold at 5% FPR on normal training images or the
-    paper's fixed 1.2128. Scores are shifted so that the threshold used is 0."""
+    by the classifier it was made for), threshold at ``target_fpr`` on the normal training
+    images (EvadeML-Zoo's rule) or the paper's fixed 1.2128. Each image's raw score is computed
+    once and reused by every partition. Scores are shifted so that the threshold used is 0."""
     clf_of = d.manifest["classifier"].to_numpy()
+    raw = np.full(len(d.manifest), np.nan)
+    squeezers = {name: detect.FeatureSqueezing(model, device=device, batch_size=batch_size, fpr=target_fpr)
+                 for name, model in classifiers.items()}
 
-    def fit(tr: np.ndarray, dv: np.ndarray):
-        dets = {}
-        for name, model in classifiers.items():
-            det = detect.FeatureSqueezing(model, device=device, batch_size=batch_size,
-                                          threshold=detect.PAPER_THRESHOLD if paper_threshold else None)
-            dets[name] = det.fit(load(tr & (d.y == 0) & (clf_of == name)))
+    def raw_scores(m: np.ndarray) -> np.ndarray:
+        for name, det in squeezers.items():
+            todo = m & (clf_of == name) & np.isnan(raw)
+            if todo.any():
+                raw[todo] = det.decision_function(load(todo))
+        return raw[m]
+
+    def fit(tr: np.ndarray, dv: np.ndarray) -> Fitted:
+        thr = {}
+        for name in squeezers:
+            normal = tr & (d.y == 0) & (clf_of == name)
+            thr[name] = detect.PAPER_THRESHOLD if paper_threshold else \
+                float(np.sort(raw_scores(normal))[int(np.ceil(normal.sum() * (1 - target_fpr))) - 1])
 
         def score(m: np.ndarray) -> np.ndarray:
-            out = np.zeros(int(m.sum()))
-            for name, det in dets.items():
-                sub = clf_of[m] == name
-                if sub.any():
-                    out[sub] = det.decision_function(load(m & (clf_of == name))) - det.threshold_used()
-            return out
-        return score, 0.0
+            return raw_scores(m) - np.array([thr.get(c, np.nan) for c in clf_of[m]])
+        return Fitted(score, 0.0, {"threshold": thr})
     return fit
+
+
+def final_feature_detector(d: Data, name: str, kind: str, group: str, o: OOF, params: dict):
+    """The detector to save: the paper's recipe refitted on every image of the combination
+    setting (K-fold protocol) with the hyper-parameters chosen most often across folds, or the
+    split's model (fixed split). Its threshold is calibrated to ``target_fpr`` on the pooled
+    out-of-fold scores of normal images (photos the fold models never saw). Returns
+    ``(model, threshold, meta)`` where ``meta`` holds the out-of-fold metrics users should expect.
+    """
+    fitted = [m for m in o.models if m is not None]
+    if params["cv_folds"] == 0:
+        model, info = fitted[0].model, fitted[0].info
+    else:
+        infos = [str(m.info) for m in fitted]
+        info = fitted[infos.index(max(set(infos), key=infos.count))].info
+        model = detect.make_detector(name, **info)
+        if "random_state" in model.get_params():
+            model.set_params(random_state=params["seed"])
+        X, m = d.features(kind, group), d.in_setting("combination")
+        model.fit(X[m], d.y[m])
+    threshold = detect.calibrate_threshold(o.scores[o.y == 0], params["target_fpr"])
+    row = metric_row(o, 0, params["seed"])
+    meta = {"params": info, "threshold": threshold, "target_fpr": params["target_fpr"],
+            "protocol": "fixed split" if params["cv_folds"] == 0 else f"{params['cv_folds']}-fold over source photos",
+            "oof": {k: row[k] for k in ("accuracy", "auc", "eer", "fpr_calibrated", "detection_rate_calibrated",
+                                        "fpr", "detection_rate", "n_images", "n_photos")}}
+    return model, threshold, meta
+
+
+def format_robustness(d: Data, o: OOF, load: Callable, model, params: dict, device: str, cache_dir,
+                      kind: str = "diff", group: str = "all", progress: bool = True) -> pd.DataFrame:
+    """Flag rates of a feature detector on images re-encoded as PNG and JPEG at typical qualities.
+
+    Out of fold: each image is scored by the model of the fold that did not train on it, at
+    that fold's calibrated threshold and at 0.5. A subset of at most ``format_check_n`` normal
+    and as many adversarial images (seeded) is used (``0``: all). ``model``: the classifier.
+    """
+    from . import ops
+    from .store import decode_image, encode_image
+
+    rng = np.random.default_rng(params["seed"])
+    pick = []
+    for cls in (0, 1):
+        idx = np.flatnonzero(o.y == cls)
+        n = params["format_check_n"] or len(idx)
+        pick.append(np.sort(rng.choice(idx, size=min(n, len(idx)), replace=False)))
+    pick = np.concatenate(pick)
+    rows_m = o.rows[pick]
+    mask = np.zeros(len(d.manifest), bool)
+    images = []
+    for r in rows_m:  # load one by one to keep the order of pick
+        mask[:] = False
+        mask[r] = True
+        images.append(load(mask)[0])
+    images = torch.stack(images)
+    out = []
+    formats = [("as saved", None, None)] + [("png", "png", 100)] + [(f"jpeg {q}", "jpeg", q) for q in (100, 95, 90, 75)]
+    for label, fmt, q in tqdm(formats, desc="format robustness", disable=not progress):
+        x = images if fmt is None else torch.stack([decode_image(encode_image(im, fmt, quality=q)) for im in images])
+        t5 = features.top5_under_ops(model, x, list(d.op_names), batch_size=params["batch_size"], device=device,
+                                     cache_dir=cache_dir, classifier=params["classifiers"][0],
+                                     workers=params["workers"], progress=False)
+        X = features.feature_matrix(np.asarray(t5), kind, group, ops=d.op_names)
+        s = np.zeros(len(pick))
+        for k in np.unique(o.fold[pick]):
+            sel = o.fold[pick] == k
+            s[sel] = detect.detector_scores(o.models[k].model, X[sel])
+        y = o.y[pick]
+        flag05, flagcal = s >= o.threshold[pick], s >= o.calibrated[pick]
+        for cls, typ in ((0, "normal"), (1, "adversarial")):
+            m = y == cls
+            out.append({"format": label, "type": typ, "n_images": int(m.sum()),
+                        "n_photos": int(len(np.unique(o.groups[pick][m]))),
+                        "flagged_calibrated_pct": 100 * float(flagcal[m].mean()),
+                        "flagged_05_pct": 100 * float(flag05[m].mean())})
+    return pd.DataFrame(out)
+
+
+def half_photo_partitions(d: Data, seed: int) -> list:
+    """The partitions of ``d`` with the training part cut to half of its source photos (seeded)."""
+    rng = np.random.default_rng(seed)
+    out = []
+    for p in d.parts:
+        photos = np.unique(d.groups[p.train])
+        keep = rng.choice(photos, size=max(1, len(photos) // 2), replace=False)
+        out.append(cv.Partition(p.name, p.train & np.isin(d.groups, keep), p.dev, p.eval))
+    return out
+
+
+def fpr_investigation(d: Data, params: dict, top1_prob: np.ndarray, name: str = "svm", kind: str = "diff",
+                      group: str = "all") -> tuple[pd.DataFrame, OOF]:
+    """What makes normal photos look adversarial to a feature detector (out of fold, combination).
+
+    Rows: the paper's recipe; the same with class weights balancing normal and adversarial
+    images (``class_weight="balanced"``); the same trained on half of each training part's
+    photos (does the false-positive rate fall with more photos?); and the paper's recipe split
+    by the classifier's confidence on the normal image (``top1_prob`` (N,), softmax probability
+    of its top-1: below vs at-or-above the median of the normal images). Returns the table and
+    the paper recipe's :class:`OOF`.
+    """
+    runs = {"paper recipe": (feature_fitter(d, name, kind, group, params), None),
+            "class_weight balanced": (feature_fitter(d, name, kind, group, params, class_weight="balanced"), None),
+            "half the training photos": (feature_fitter(d, name, kind, group, params),
+                                         half_photo_partitions(d, params["seed"]))}
+    rows, base = [], None
+    for label, (fit, parts) in runs.items():
+        o = cross_validate(d, fit, "combination", "combination", params["target_fpr"], partitions=parts)
+        base = o if base is None else base
+        r = metric_row(o, params["bootstrap"], params["seed"])
+        n_train = [int(len(np.unique(d.groups[p.train]))) for p in (parts or d.parts)]
+        rows.append({"lever": label, "subset": "all normal images", "n_train_photos_mean": float(np.mean(n_train)),
+                     **{k: r.get(k, np.nan) for k in ("fpr", "fpr_ci_low", "fpr_ci_high", "fpr_calibrated",
+                                                     "fpr_calibrated_ci_low", "fpr_calibrated_ci_high",
+                                                     "detection_rate_calibrated", "auc", "n_images", "n_photos")}})
+    normal = base.y == 0
+    prob = top1_prob[base.rows]
+    med = float(np.median(prob[normal]))
+    for label, m in ((f"top-1 probability < {med:.2f}", normal & (prob < med)),
+                     (f"top-1 probability >= {med:.2f}", normal & (prob >= med))):
+        flagged = base.scores[m] >= base.threshold[m]
+        ok = m & np.isfinite(base.calibrated)
+        rows.append({"lever": "paper recipe", "subset": label, "n_images": int(m.sum()),
+                     "n_photos": int(len(np.unique(base.groups[m]))), "fpr": float(flagged.mean()),
+                     "fpr_calibrated": float((base.scores[ok] >= base.calibrated[ok]).mean())})
+    from scipy.stats import spearmanr
+
+    rho = spearmanr(prob[normal], base.scores[normal]).statistic if normal.sum() > 2 else np.nan
+    rows.append({"lever": "paper recipe", "subset": "Spearman rho(top-1 probability, score), normal images",
+                 "n_images": int(normal.sum()), "auc": np.nan, "fpr": np.nan, "rho": float(rho)})
+    return pd.DataFrame(rows), base
 
 
 # --------------------------------------------------------------------------- correction (section 5.3)
@@ -248,6 +498,43 @@ def table6(d: Data, params: dict, dae_top5: np.ndarray | None = None, dae_mask: 
     return pd.DataFrame(rows), chosen
 
 
+def dae_correction(d: Data, load: Callable, params: dict, device: str, models_dir=None) -> tuple[np.ndarray, np.ndarray]:
+    """Top-5 of DAE-denoised images for Table 6, never on photos the DAE was trained on.
+
+    Fixed split (``cv_folds: 0``): trained on the training split's normal images, applied to the
+    other splits. Cross-validated profiles: the source photos are dealt into two halves; a DAE
+    trained on the normal images of one half denoises every image of the other, and the
+    reverse, so every image is evaluated once. Returns ``(top5 (n, 5), mask (N,))`` with the
+    rows of ``mask`` in manifest order. ``models_dir``: where the (first) DAE is saved.
+    """
+    from . import correct, models
+
+    m = d.manifest
+    normal = (m["kind"] == "normal").to_numpy()
+    if params["cv_folds"] == 0:
+        halves = [((m["split"] == "train").to_numpy(), (m["split"] != "train").to_numpy())]
+    else:
+        half = cv.photo_folds(m["source"].to_numpy(), 2, params["seed"])
+        halves = [(half == 0, half == 1), (half == 1, half == 0)]
+    mask = np.zeros(len(m), bool)
+    for _, ev in halves:
+        mask |= ev
+    out = np.zeros((len(m), 5), dtype=np.int64)
+    clf_of = m["classifier"].to_numpy()
+    for k, (tr, ev) in enumerate(halves):
+        dae = correct.train_dae(load(tr & normal), sigma=params["dae_sigma"], epochs=params["dae_epochs"],
+                                device=device, seed=params["seed"])
+        if k == 0 and models_dir is not None:
+            correct.save_dae(dae, Path(models_dir) / "dae.pt", {"sigma": params["dae_sigma"], "epochs": params["dae_epochs"],
+                                                               "profile": params["profile"]})
+        for name in params["classifiers"]:
+            sel = ev & (clf_of == name)
+            if sel.any():
+                denoised = correct.denoise(dae, load(sel), device=device)
+                out[sel] = models.predict_topk(models.load_classifier(name, device), denoised, 5).numpy()
+    return out[mask], mask
+
+
 def quality_after_correction(d: Data, root, qfs: dict[str, np.ndarray], batch: int = 64) -> pd.DataFrame:
     """Fig. 8: PSNR and SSIM of JPEG-corrected adversarial images against their normal source.
 
@@ -272,33 +559,35 @@ def quality_after_correction(d: Data, root, qfs: dict[str, np.ndarray], batch: i
     return pd.DataFrame(rows)
 
 
-def full_pipeline(d: Data, detector, params: dict) -> pd.DataFrame:
-    """Detector, then correction of the flagged images, on the mixed eval set (combination).
+def full_pipeline(d: Data, rows: np.ndarray, flagged: np.ndarray, params: dict) -> pd.DataFrame:
+    """Detector, then correction of the flagged images, on mixed normal and adversarial images.
 
-    Flagged images get the voted top-5 (label correction) or the top-5 of their heuristic-min
-    JPEG correction; the others keep the classifier's top-5. Accuracy: label in top-5.
+    ``rows``: manifest rows evaluated (the detector's out-of-fold images, combination setting);
+    ``flagged`` (len(rows),): the detector's decision on them (out of fold, at its calibrated
+    threshold). Flagged images get the voted top-5 (label correction) or the top-5 of their
+    heuristic-min JPEG correction; the others keep the classifier's top-5. Accuracy: label in top-5.
     """
     from . import correct
 
-    te = d.mask("combination", "eval")
-    label = d.manifest["label"].to_numpy()[te]
-    after = d.top5[te, 1:]
-    flagged = detect.detector_scores(detector, features.feature_matrix(d.top5[te], "diff", "all", ops=d.op_names)) >= 0.5
+    label = d.manifest["label"].to_numpy()[rows]
+    after = d.top5[rows, 1:]
+    flagged = np.asarray(flagged, dtype=bool)
     voted = correct.label_correction(after, d.op_names, params["correction_groups"])
     s_qf = correct.heuristic_qf_set(after, d.op_names, voted, params["heuristic_qfs"])
     qf = correct.choose_qf(s_qf, "min", fallback_qf=min(params["heuristic_qfs"]))
     image_corr = jpeg_top5(after, d.op_names, qf)
-    none = d.top5[te, 0]
+    none = d.top5[rows, 0]
     outcomes = {
         "no defence": correct.top5_correct(none, label),
         "detector + label correction": correct.top5_correct(np.where(flagged[:, None], voted, none), label),
         "detector + image correction (heuristic-min)": correct.top5_correct(np.where(flagged[:, None], image_corr, none), label),
         "label correction on every image": correct.top5_correct(voted, label),
     }
-    typ = _type(d.manifest)[te]
-    rows = []
+    typ = _type(d.manifest)[rows]
+    out = []
     for name, ok in outcomes.items():
-        rows.append({"pipeline": name, "all": 100 * ok.mean(), "normal": 100 * ok[typ == "normal"].mean(),
-                     "adversarial": 100 * ok[typ == "adversarial"].mean(), "n": int(len(ok)),
-                     "flagged_pct": 100 * flagged.mean()})
-    return pd.DataFrame(rows)
+        out.append({"pipeline": name, "all_pct": 100 * ok.mean(), "normal_pct": 100 * ok[typ == "normal"].mean(),
+                    "adversarial_pct": 100 * ok[typ == "adversarial"].mean(), "n_images": int(len(ok)),
+                    "n_normal": int((typ == "normal").sum()), "n_adversarial": int((typ == "adversarial").sum()),
+                    "n_photos": int(len(np.unique(d.groups[rows]))), "flagged_pct": 100 * flagged.mean()})
+    return pd.DataFrame(out)

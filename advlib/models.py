@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -163,3 +164,12 @@ def predict_topk(model: nn.Module, images: torch.Tensor, k: int = 5, batch_size:
         x = x.float() / 255 if x.dtype == torch.uint8 else x.float()
         out.append(model(x).topk(k, dim=1).indices.cpu())
     return torch.cat(out) if out else torch.empty(0, k, dtype=torch.long)
+
+
+@torch.no_grad()
+def top1_probability(model: nn.Module, images: torch.Tensor, batch_size: int = 64) -> np.ndarray:
+    """(N,) float64 softmax probability of each image's top-1 class (uint8 (N, 3, H, W) input)."""
+    device = next(model.parameters()).device
+    out = [model(images[s:s + batch_size].to(device).float() / 255).softmax(1).amax(1).double().cpu()
+           for s in range(0, len(images), batch_size)]
+    return torch.cat(out).numpy() if out else np.zeros(0)

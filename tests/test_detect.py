@@ -47,7 +47,8 @@ def real_set(classifier):
                                features.counting(ref, after[:, n_jpeg:])], 1).astype(np.float32)
     differences = features.differences(ref, after).astype(np.float32)
     split = np.where(photo < N_TRAIN, "train", np.where(photo < N_TRAIN + N_DEV, "dev", "eval"))
-    return {"images": images, "y": y, "split": split, "count": counting, "diff": differences}
+    return {"images": images, "y": y, "split": split, "count": counting, "diff": differences, "top5": top5,
+            "ops": ops, "photo": photo}
 
 
 def _part(real_set, kind, split):
@@ -116,9 +117,11 @@ def test_select_on_dev(real_set):
     Xd, yd = _part(real_set, "diff", "dev")
     det, best, acc = detect.select_on_dev("svm", X, y, Xd, yd, seed=0)
     assert best["C"] in detect.PARAM_GRIDS["svm"]["C"] and det.C == best["C"]
-    assert acc == pytest.approx((det.predict(Xd) == yd).mean())
+    # the same decision rule as the evaluation: P(adversarial) >= 0.5, not SVC.predict
+    assert acc == pytest.approx(((detect.detector_scores(det, Xd) >= 0.5) == yd).mean())
     for C in detect.PARAM_GRIDS["svm"]["C"]:  # nothing in the grid beats the choice on dev
-        assert (detect.make_detector("svm", C=C).fit(X, y).predict(Xd) == yd).mean() <= acc
+        other = detect.make_detector("svm", C=C).fit(X, y)
+        assert ((detect.detector_scores(other, Xd) >= 0.5) == yd).mean() <= acc
     det, best, _ = detect.select_on_dev("lda", X, y, Xd, yd, grid={"solver": ["svd", "svd"]})
     assert best == {"solver": "svd"}
     det, best, _ = detect.select_on_dev("random_forest", X, y, Xd, yd)
@@ -293,3 +296,70 @@ def test_bootstrap_ci():
     assert detect.bootstrap_ci(y, np.r_[np.zeros(100), np.ones(100)], n_boot=50) == (1.0, 1.0)
     with pytest.raises(ValueError, match="metric"):
         detect.bootstrap_ci(y, s, metric="f1")
+
+
+def test_cluster_bootstrap_resamples_whole_groups():
+    rng = np.random.default_rng(2)
+    groups = np.repeat(np.arange(20), 5)  # 20 photos, 5 correlated images each
+    y = np.tile([0, 1, 1, 1, 1], 20)
+    photo_effect = rng.normal(0, 0.3, 20)[groups]  # scores share a per-photo offset
+    s = np.clip(0.3 + 0.4 * y + photo_effect, 0, 1)
+    lo_i, hi_i = detect.bootstrap_ci(y, s, metric="accuracy", n_boot=300, seed=0)
+    lo_c, hi_c = detect.bootstrap_ci(y, s, metric="accuracy", n_boot=300, seed=0, groups=groups)
+    point = detect.evaluate(y, s)["accuracy"]
+    assert lo_c <= point <= hi_c
+    assert hi_c - lo_c > hi_i - lo_i  # correlated samples: the cluster interval is wider
+    # per-image thresholds and the rates at them
+    thr = np.where(groups < 10, 0.5, 0.6)
+    lo, hi = detect.bootstrap_ci(y, s, metric="fpr", n_boot=100, seed=0, threshold=thr, groups=groups)
+    fpr = float((s[y == 0] >= thr[y == 0]).mean())
+    assert lo <= fpr <= hi
+    with pytest.raises(ValueError, match="groups"):
+        detect.bootstrap_ci(y, s, groups=groups[:-1])
+
+
+def test_calibrate_threshold_and_degenerate():
+    normal = np.linspace(0, 1, 100)
+    t = detect.calibrate_threshold(normal, 0.05)
+    assert (normal >= t).mean() <= 0.05 and (normal >= np.nextafter(t, -np.inf) - 1e-2).mean() > 0.05
+    assert (np.r_[0.2, 0.2, 0.2] >= detect.calibrate_threshold([0.2, 0.2, 0.2], 0.05)).sum() == 0
+    with pytest.raises(ValueError, match="fpr"):
+        detect.calibrate_threshold(normal, 0)
+    assert detect.is_degenerate(np.r_[np.ones(96), np.zeros(4)])
+    assert detect.is_degenerate(np.zeros(10))
+    assert not detect.is_degenerate(np.r_[np.ones(90), np.zeros(10)])
+
+
+def test_cross_validation_evaluates_every_photo_once(real_set):
+    """Out-of-fold protocol on real features: each photo is evaluated exactly once, by a model
+    that did not train (or choose its threshold) on it."""
+    import pandas as pd
+
+    from advlib import cv, experiments
+
+    y, photo = real_set["y"], real_set["photo"]
+    manifest = pd.DataFrame({"kind": np.where(y == 1, "non-targeted", "normal"), "source": [f"p{i}" for i in photo],
+                             "attack": np.where(y == 1, "fgsm", "none"), "classifier": "efficientnet_lite0",
+                             "split": real_set["split"]})
+    parts = cv.partitions(manifest, 4, seed=0)
+    assert len(parts) == 4
+    for p in parts:
+        assert not (p.train & p.dev).any() and not (p.train & p.eval).any() and not (p.dev & p.eval).any()
+        assert not set(photo[p.train]) & set(photo[p.eval]) and not set(photo[p.dev]) & set(photo[p.eval])
+    assert (np.sum([p.eval for p in parts], axis=0) == 1).all()
+    d = experiments.Data(manifest, np.asarray(real_set["top5"]), real_set["ops"], parts)
+    d.features = lambda kind, group: real_set[kind]  # the fixture's features of its 6 operations
+    params = {"seed": 0, "stats_cnn_epochs": 2, "stats_cnn_batch_size": 8, "target_fpr": 0.05, "bootstrap": 50}
+    o = experiments.cross_validate(d, experiments.feature_fitter(d, "svm", "diff", "all", params),
+                                   "combination", "combination", 0.05)
+    assert sorted(o.rows.tolist()) == list(range(len(y)))  # every image once
+    for k, p in enumerate(parts):  # each image scored by its own fold's model
+        rows = o.rows[o.fold == k]
+        assert p.eval[rows].all()
+        assert np.allclose(o.scores[o.fold == k], detect.detector_scores(o.models[k].model, real_set["diff"][rows]))
+    row = experiments.metric_row(o, 50, 0)
+    assert row["n_images"] == len(y) and row["n_photos"] == N_PHOTOS
+    assert row["accuracy_ci_low"] <= row["accuracy"] <= row["accuracy_ci_high"]
+    assert isinstance(row["degenerate"], bool)
+    with pytest.raises(ValueError, match="cv_folds"):
+        cv.photo_folds(manifest["source"], 1, 0)
