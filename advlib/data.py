@@ -45,6 +45,8 @@ class Item:
     label: int  # -1 until known
     label_source: str
     crop: str = "center256"
+    package: str = ""  # demo photos: the pip package that ships the file
+    licence: str = ""  # demo photos: the photo's licence, as the package states it
 
 
 def _to_tensor(im: Image.Image) -> torch.Tensor:
@@ -172,34 +174,106 @@ def _package_dir(module: str) -> Path | None:
     return Path(list(spec.submodule_search_locations)[0])
 
 
-def demo_photos() -> list[tuple[str, Path, int]]:
-    """The real photographs shipped inside installed packages: ``(source_id, path, label)``.
+@dataclass(frozen=True)
+class Photo:
+    """One real photograph shipped inside an installed package (see :func:`demo_photos`)."""
 
-    ``label`` is the ImageNet label where the package records one (foolbox's 20 ImageNet
-    validation samples: ``imagenet_<i>_<label>.jpg``), else -1.
+    source_id: str  # ``<import name>_<file stem>``, stable across versions
+    path: Path
+    label: int  # ImageNet label where the package records one, else -1
+    package: str  # the pip package that ships the file
+    licence: str  # as stated by the files the package ships ("see <file>" where it says less)
+
+
+_FETCHERS = "see skimage/data/_fetchers.py"
+_SPORCO = "see sporco/data/README.rst"
+
+#: Photos in skimage/data, in order, with the licence of each (from the docstrings of
+#: skimage/data/_fetchers.py). The first eight were the corpus's first skimage photos.
+_SKIMAGE_PHOTOS = {
+    "astronaut.png": f"public domain (NASA Great Images); {_FETCHERS}",
+    "chelsea.png": f"CC0, photographer Stefan van der Walt; {_FETCHERS}",
+    "coffee.png": f"CC0, photographer Rachel Michetti (Pikolo Espresso Bar); {_FETCHERS}",
+    "rocket.jpg": f"public domain (SpaceX); {_FETCHERS}",
+    "hubble_deep_field.jpg": f"public domain (NASA, HubbleSite); {_FETCHERS}",
+    "motorcycle_left.png": f"Middlebury 2014 stereo benchmark, no licence stated; {_FETCHERS}",
+    "motorcycle_right.png": f"Middlebury 2014 stereo benchmark, no licence stated; {_FETCHERS}",
+    "retina.jpg": f"CC0 1.0 (Mikael Haggstrom, Wikimedia Commons); {_FETCHERS}",
+}
+_SKIMAGE_MORE = {  # grey-level photographs, read as RGB
+    "camera.png": f"CC0, photographer Lav Varshney; {_FETCHERS}",
+    "moon.png": f"no licence stated; {_FETCHERS}",
+    "coins.png": f"no known copyright restrictions (Brooklyn Museum collection); {_FETCHERS}",
+    "brick.png": f"CC0 (CC0Textures Bricks25); {_FETCHERS}",
+    "grass.png": f"CC0 (DeviantArt, linolafett); {_FETCHERS}",
+    "gravel.png": f"CC0 (CC0Textures Gravel04); {_FETCHERS}",
+    "clock_motion.png": f"public domain, photographer Stefan van der Walt; {_FETCHERS}",
+    "text.png": f"public domain (Wikipedia File:Corner.png); {_FETCHERS}",
+}
+_SKLEARN_PHOTOS = {
+    "china.jpg": "CC BY 2.0, Flickr user danielbuechele; see sklearn/datasets/images/README.txt",
+    "flower.jpg": "CC BY 2.0, Flickr user vultilion; see sklearn/datasets/images/README.txt",
+}
+_SPORCO_PHOTOS = {
+    "kodim23.png": f"Kodak test image, released for unrestricted use; {_SPORCO}",
+    "monarch.png": f"Waterloo BragZone test image, free of copyright restrictions; {_SPORCO}",
+    "sail.png": f"Waterloo BragZone test image, free of copyright restrictions; {_SPORCO}",
+    "tulips.png": f"Waterloo BragZone test image, free of copyright restrictions; {_SPORCO}",
+    "barbara.png": f"test image attributed to Allen Gersho, believed freely redistributable; {_SPORCO}",
+}
+_FOOLBOX_LICENCE = {
+    "imagenet": "ImageNet (ILSVRC2012) validation photo, ImageNet terms of access; no licence shipped "
+                "(foolbox itself: MIT)",
+    "cifar10": "CIFAR-10 test photo (Krizhevsky 2009, from 80 Million Tiny Images), no licence stated; "
+               "no licence shipped (foolbox itself: MIT)",
+    "cifar100": "CIFAR-100 test photo (Krizhevsky 2009, from 80 Million Tiny Images), no licence stated; "
+                "no licence shipped (foolbox itself: MIT)",
+}
+
+
+def _named(module: str, package: str, folder: str, licences: dict[str, str]) -> list[Photo]:
+    root = _package_dir(module)
+    if root is None:
+        return []
+    return [Photo(f"{module}_{Path(name).stem}", root / folder / name, -1, package, licence)
+            for name, licence in licences.items() if (root / folder / name).exists()]
+
+
+def _foolbox(dataset: str) -> list[Photo]:
+    """foolbox's samples ``<dataset>_<i>_<label>.<ext>``: ImageNet labels for ``imagenet``."""
+    root = _package_dir("foolbox")
+    if root is None:
+        return []
+    files = sorted(f for f in (root / "data").glob(f"{dataset}_*_*.*") if f.suffix.lower() in IMAGE_SUFFIXES)
+    return [Photo(f"foolbox_{f.stem}", f, int(f.stem.split("_")[-1]) if dataset == "imagenet" else -1,
+                  "foolbox", _FOOLBOX_LICENCE[dataset]) for f in files]
+
+
+def demo_photos() -> list[Photo]:
+    """The real photographs shipped inside installed packages, in a fixed order.
+
+    First the corpus's original 31 (their ``source_id`` are unchanged): foolbox's 20 ImageNet
+    validation samples (``imagenet_<i>_<label>.jpg``, the only ones with an ImageNet
+    ``label``), 8 scikit-image colour photos, matplotlib's grace_hopper, scikit-learn's
+    china and flower. Then 8 grey-level scikit-image photos, sporco's 5 colour test photos,
+    and foolbox's 20 CIFAR-10 and 20 CIFAR-100 samples (32x32 photos, upscaled by
+    :func:`load_image`). Not used: drawings, logos, synthetic and microscopy images and
+    scans (e.g. skimage's horse, logo, color, phantom, cell, ihc, page; foolbox's MNIST).
     """
-    photos: list[tuple[str, Path, int]] = []
-    fb = _package_dir("foolbox")
-    if fb is not None:
-        for f in sorted((fb / "data").glob("imagenet_*_*.jpg")):
-            label = int(f.stem.split("_")[-1])
-            photos.append((f"foolbox_{f.stem}", f, label))
-    sk = _package_dir("skimage")
-    if sk is not None:
-        for name in ("astronaut.png", "chelsea.png", "coffee.png", "rocket.jpg", "hubble_deep_field.jpg",
-                     "motorcycle_left.png", "motorcycle_right.png", "retina.jpg"):
-            if (sk / "data" / name).exists():
-                photos.append((f"skimage_{Path(name).stem}", sk / "data" / name, -1))
+    photos = _foolbox("imagenet")
+    photos += _named("skimage", "scikit-image", "data", _SKIMAGE_PHOTOS)
     mpl = _package_dir("matplotlib")
     if mpl is not None and (mpl / "mpl-data/sample_data/grace_hopper.jpg").exists():
-        photos.append(("matplotlib_grace_hopper", mpl / "mpl-data/sample_data/grace_hopper.jpg", -1))
-    skl = _package_dir("sklearn")
-    if skl is not None:
-        for name in ("china.jpg", "flower.jpg"):
-            if (skl / "datasets/images" / name).exists():
-                photos.append((f"sklearn_{Path(name).stem}", skl / "datasets/images" / name, -1))
+        photos.append(Photo("matplotlib_grace_hopper", mpl / "mpl-data/sample_data/grace_hopper.jpg", -1,
+                            "matplotlib", "US Navy photograph, public domain; no licence shipped "
+                            "(see matplotlib/mpl-data/sample_data/README.txt)"))
+    photos += _named("sklearn", "scikit-learn", "datasets/images", _SKLEARN_PHOTOS)
+    photos += _named("skimage", "scikit-image", "data", _SKIMAGE_MORE)
+    photos += _named("sporco", "sporco", "data", _SPORCO_PHOTOS)
+    photos += _foolbox("cifar10") + _foolbox("cifar100")
     if not photos:
-        raise FileNotFoundError("no demo photos found: install foolbox, scikit-image, matplotlib, scikit-learn")
+        raise FileNotFoundError("no demo photos found: install foolbox, scikit-image, matplotlib, "
+                                "scikit-learn, sporco")
     return photos
 
 
@@ -208,10 +282,10 @@ def demo_items(crops_per_photo: int = 4) -> list[Item]:
     if not 1 <= crops_per_photo <= len(DEMO_CROPS):
         raise ValueError(f"crops_per_photo must be 1..{len(DEMO_CROPS)}, got {crops_per_photo}")
     items = []
-    for source, path, label in demo_photos():
+    for p in demo_photos():
         for crop in DEMO_CROPS[:crops_per_photo]:
-            items.append(Item(f"{source}_{crop}", source, str(path), label,
-                              "imagenet" if label >= 0 else "top1", crop))
+            items.append(Item(f"{p.source_id}_{crop}", p.source_id, str(p.path), p.label,
+                              "imagenet" if p.label >= 0 else "top1", crop, p.package, p.licence))
     return items
 
 

@@ -9,6 +9,7 @@ import yaml
 
 from advlib import config, data, models
 from advlib.models import MissingWeightsError
+from advlib.store import pixel_sha256
 
 
 # ----------------------------------------------------------------------------- profiles
@@ -178,6 +179,33 @@ def test_demo_corpus_has_100_inputs_with_sources():
     assert len({it.image_id for it in items}) == len(items)
     assert len({it.source for it in items}) >= 25
     assert sum(it.label_source == "imagenet" for it in items) >= 80
+
+
+#: The corpus's first photos, whose ids (and so the demo item ids) must not change.
+ORIGINAL_PHOTOS = [f"foolbox_imagenet_{i:02d}_{label}" for i, label in enumerate(
+    [243, 559, 438, 990, 949, 853, 609, 609, 915, 455, 541, 630, 741, 471, 129, 99, 251, 22, 317, 305])] + [
+    f"skimage_{n}" for n in ("astronaut", "chelsea", "coffee", "rocket", "hubble_deep_field",
+                             "motorcycle_left", "motorcycle_right", "retina")] + [
+    "matplotlib_grace_hopper", "sklearn_china", "sklearn_flower"]
+
+
+def test_demo_photos_60_distinct_real_photos_with_licences():
+    photos = data.demo_photos()
+    assert len(photos) >= 60
+    assert [p.source_id for p in photos[:len(ORIGINAL_PHOTOS)]] == ORIGINAL_PHOTOS
+    assert len({p.source_id for p in photos}) == len(photos)
+    assert len({Path(p.path).resolve() for p in photos}) == len(photos)
+    hashes = set()
+    for p in photos:
+        image = data.load_image(p.path)
+        assert image.shape == (3, 224, 224) and image.dtype == torch.uint8, p.source_id
+        assert p.package and p.licence, p.source_id
+        hashes.add(pixel_sha256(image))
+    assert len(hashes) == len(photos), "two demo photos have identical centre crops"
+    items = data.demo_items(2)
+    assert len(items) == 2 * len(photos)
+    assert all(it.package and it.licence for it in items)
+    assert {it.source: it.licence for it in items} == {p.source_id: p.licence for p in photos}
 
 
 def test_select_normal_and_manifest(classifier, imagenet_samples):
