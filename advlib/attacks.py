@@ -2,7 +2,10 @@
 
 Targeted attacks aim at ``(top-1 + 100) mod 1000`` and succeed when that class has softmax
 probability >= 0.99; non-targeted attacks succeed when the original top-1 label is no longer in
-the top-5. Attacks start from the classifier's top-1, not the ground truth.
+the top-5. Attacks start from the classifier's top-1, not the ground truth. On top of its own
+criterion an image counts as adversarial only if its *reference* label (the ImageNet ground
+truth where known, else the top-1; ``run_attack(reference=...)``) is not in the top-5 either:
+the paper's re-check "the top-5 no longer contains the ground-truth label".
 
 ============  ========  ==============================================================  ===========================
 name          targeted  implementation                                                  strength searched
@@ -32,7 +35,9 @@ Saving destroys minimum-norm adversarials (8-bit rounding alone adds ~0.44 L2, a
 4:2:0 chroma subsampling removes much of the colour part of a perturbation), so every attack
 walks through a list of strength settings and re-checks the criterion on the image rounded to
 8 bits, encoded (JPEG quality 100 or PNG) and decoded; images that succeed after saving are not
-attacked again at a higher strength. Settings are the entries' options (overridable).
+attacked again at a higher strength. Settings are the entries' options (overridable). Every
+setting tried is logged (:attr:`AttackOutcome.attempts`); the per-image results are those of
+the image's final setting.
 """
 
 from __future__ import annotations
@@ -49,7 +54,7 @@ import torch
 from torch import nn
 
 from . import attacks_custom as custom
-from .store import decode_image, encode_image
+from .store import decode_image, encode_image, image_format
 
 TOP_K = 5  # non-targeted: the original label must leave the top-5
 TARGET_PROB = 0.99  # targeted: p(target) >= 0.99
@@ -105,30 +110,56 @@ def _as_float(images: torch.Tensor) -> torch.Tensor:
     return images.float() / 255 if images.dtype == torch.uint8 else images.float()
 
 
-def _success(logits: torch.Tensor, labels: torch.Tensor, targets: torch.Tensor | None) -> torch.Tensor:
+def _out_of_top5(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """bool (B,): ``labels`` (B,) not among the 5 largest of ``logits`` (B, C)."""
+    return ~(logits.topk(TOP_K, dim=1).indices == labels[:, None]).any(1)
+
+
+def _success(logits: torch.Tensor, labels: torch.Tensor, targets: torch.Tensor | None,
+             reference: torch.Tensor | None = None) -> torch.Tensor:
+    """The combined success test on logits (B, C): the attack's criterion (targeted: softmax
+    p(``targets``) >= 0.99; non-targeted: ``labels`` out of the top-5) AND, when given,
+    ``reference`` (B,) out of the top-5. Returns bool (B,)."""
     if targets is None:
-        return ~(logits.topk(TOP_K, dim=1).indices == labels[:, None]).any(1)
-    return logits.softmax(1).gather(1, targets[:, None])[:, 0] >= TARGET_PROB
+        ok = _out_of_top5(logits, labels)
+    else:
+        ok = logits.softmax(1).gather(1, targets[:, None])[:, 0] >= TARGET_PROB
+    return ok if reference is None else ok & _out_of_top5(logits, reference)
+
+
+def _check_labels(name: str, labels: Any, n: int) -> torch.Tensor:
+    """``labels`` as an int64 CPU tensor (n,) of class indices, or ValueError naming ``name``."""
+    out = torch.as_tensor(labels, dtype=torch.long).cpu().clone()  # not an inference-mode tensor
+    if out.shape != (n,) or (n and (out.min() < 0 or out.max() >= N_CLASSES)):
+        raise ValueError(f"{name} must be {n} class indices in [0, {N_CLASSES}), got shape {tuple(out.shape)}")
+    return out
 
 
 @torch.no_grad()
 def is_adversarial(model: nn.Module, images: torch.Tensor, labels: torch.Tensor,
-                   targets: torch.Tensor | None = None, batch_size: int = 64) -> np.ndarray:
+                   targets: torch.Tensor | None = None, batch_size: int = 64,
+                   reference: torch.Tensor | None = None) -> np.ndarray:
     """The paper's success test for images (B, 3, H, W) (uint8, or float in [0, 1]).
 
     Non-targeted (``targets=None``): ``labels`` (B,) is not in the top-5. Targeted: softmax
-    probability of ``targets`` (B,) >= 0.99. Returns a bool array (B,).
+    probability of ``targets`` (B,) >= 0.99. In both cases ``reference`` (B,) (default:
+    ``labels``) must not be in the top-5 either. Returns a bool array (B,).
     """
     if images.dim() != 4 or images.shape[1] != 3:
         raise ValueError(f"images must be (B, 3, H, W), got {tuple(images.shape)}")
     if len(labels) != len(images) or (targets is not None and len(targets) != len(images)):
         raise ValueError(f"labels/targets must have {len(images)} entries, one per image")
+    reference = labels if reference is None else reference
+    if len(reference) != len(images):
+        raise ValueError(f"reference must have {len(images)} entries, one per image")
     device = next(model.parameters()).device
     out = []
     for s in range(0, len(images), batch_size):
         x = _as_float(images[s:s + batch_size].to(device))
         t = None if targets is None else torch.as_tensor(targets[s:s + batch_size]).long().to(device)
-        out.append(_success(model(x), torch.as_tensor(labels[s:s + batch_size]).long().to(device), t).cpu())
+        lab = torch.as_tensor(labels[s:s + batch_size]).long().to(device)
+        ref = torch.as_tensor(reference[s:s + batch_size]).long().to(device)
+        out.append(_success(model(x), lab, t, ref).cpu())
     return torch.cat(out).numpy() if out else np.zeros(0, dtype=bool)
 
 
@@ -138,8 +169,22 @@ def quantize(x: torch.Tensor) -> torch.Tensor:
 
 
 def save_roundtrip(images: torch.Tensor, save_format: str = "jpeg") -> torch.Tensor:
-    """uint8 (B, 3, H, W) -> encoded as ``save_format`` (JPEG quality 100 or PNG) and decoded."""
-    return torch.stack([decode_image(encode_image(im.cpu(), save_format, quality=100)) for im in images])
+    """uint8 (B, 3, H, W) -> encoded as ``save_format`` (JPEG quality 100 or PNG, see
+    :func:`advlib.store.image_format`) and decoded, as the dataset's files are."""
+    quality = image_format(save_format)[1]
+    return torch.stack([decode_image(encode_image(im.cpu(), save_format, quality=quality)) for im in images])
+
+
+def perturbation_norms(adv: torch.Tensor, ref: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
+    """Perturbation of uint8 images ``adv`` against uint8 ``ref`` (both (B, 3, H, W)).
+
+    Returns ``(l2, linf)``: float (B,) L2 norm over all 3*H*W values on the [0, 1] pixel scale,
+    and int (B,) L-inf in 8-bit levels (0..255).
+    """
+    d = adv.cpu().to(torch.int32) - ref.cpu().to(torch.int32)
+    l2 = (d.flatten(1).double() / 255).norm(dim=1).numpy()
+    linf = d.flatten(1).abs().amax(1).numpy().astype(np.int64)
+    return l2, linf
 
 
 # --------------------------------------------------------------------------- results
@@ -148,11 +193,17 @@ def save_roundtrip(images: torch.Tensor, save_format: str = "jpeg") -> torch.Ten
 class AttackOutcome:
     """Result of :func:`run_attack` for B images.
 
-    ``adversarial``: uint8 (B, 3, H, W) CPU, the rounded image that was checked (for failures the
-    strongest attempt, or the input). ``success_raw/rounded/saved``: bool (B,), the criterion on
-    the float result, after 8-bit rounding, after encoding and decoding. ``strength``: per image
-    the setting that succeeded after saving (None if none). ``target``: int (B,), -1 when
-    non-targeted. ``seconds``: wall time of the whole call.
+    Per image, everything is measured at its *final* setting: the one at which it succeeded after
+    saving, else the last (strongest) one tried. ``adversarial``: uint8 (B, 3, H, W) CPU, the
+    rounded image at that setting (the input if the attack never returned one).
+    ``success_raw/rounded/saved``: bool (B,), the combined success test (the attack's criterion
+    and the reference label out of the top-5) on the float result, after 8-bit rounding, after
+    encoding and decoding in memory. ``strength``: per image the setting that succeeded after
+    saving (None if none). ``target``: int (B,), -1 when non-targeted. ``attempts``: one dict per
+    image per setting tried, in order: ``index`` (image, 0..B-1), ``rung`` (0, 1, ... per image),
+    ``strength``, ``success_raw``, ``success_rounded``, ``success_saved``, ``l2`` (rounded image
+    minus input, [0, 1] scale, over all 3*H*W values), ``linf`` (8-bit levels, 0..255).
+    ``seconds``: wall time of the whole call.
     """
 
     adversarial: torch.Tensor
@@ -162,32 +213,56 @@ class AttackOutcome:
     strength: list
     target: np.ndarray
     seconds: float = 0.0
+    attempts: list[dict] = field(default_factory=list)
 
 
 class _Tracker:
-    """Per-image bookkeeping for one batch; ``check`` is the callback the attacks call."""
+    """Per-image bookkeeping for one batch of B images; ``check`` is the callback the attacks call.
 
-    def __init__(self, model, x0, labels, targets, save_format):
-        self.model, self.labels, self.targets, self.fmt = model, labels, targets, save_format
+    ``x0``: float (B, 3, H, W) inputs; ``labels``, ``reference`` (B,) and ``targets`` (B,) or None,
+    on the model's device. ``offset``: index of the batch's first image in the whole call (for
+    the attempt log).
+    """
+
+    def __init__(self, model, x0, labels, targets, reference, save_format, offset: int = 0):
+        self.model, self.labels, self.targets, self.reference = model, labels, targets, reference
+        self.fmt, self.offset = save_format, offset
         B = len(x0)
-        self.adv = quantize(x0).cpu()
+        self.x0_u8 = quantize(x0).cpu()
+        self.adv = self.x0_u8.clone()
         self.raw, self.rounded, self.saved = (np.zeros(B, dtype=bool) for _ in range(3))
         self.strength: list = [None] * B
+        self.rungs = np.zeros(B, dtype=np.int64)  # settings tried so far, per image
+        self.attempts: list[dict] = []
 
     @torch.no_grad()
     def check(self, idx: torch.Tensor, x: torch.Tensor, strength: object) -> torch.Tensor:
-        lab = self.labels[idx]
+        """Test candidates ``x`` (len(idx), 3, H, W) in [0, 1] for images ``idx`` at setting
+        ``strength``: raw, rounded to 8 bits, and after an in-memory save round trip, each with
+        the combined success test. Logs one attempt per image; keeps the values as the image's
+        final ones unless it already succeeded after saving. Returns the saved success, bool
+        (len(idx),) on ``idx``'s device (what the runners use to drop images)."""
+        lab, ref = self.labels[idx], self.reference[idx]
         tgt = None if self.targets is None else self.targets[idx]
         q = quantize(x)
         saved_img = save_roundtrip(q.cpu(), self.fmt).to(x.device)
-        raw = _success(self.model(x.detach().float()), lab, tgt).cpu().numpy()
-        rounded = _success(self.model(q.float() / 255), lab, tgt).cpu().numpy()
-        saved = _success(self.model(saved_img.float() / 255), lab, tgt).cpu().numpy()
+        raw = _success(self.model(x.detach().float()), lab, tgt, ref).cpu().numpy()
+        rounded = _success(self.model(q.float() / 255), lab, tgt, ref).cpu().numpy()
+        saved = _success(self.model(saved_img.float() / 255), lab, tgt, ref).cpu().numpy()
         ii = idx.cpu().numpy()
-        self.adv[ii] = q.cpu()
-        self.raw[ii], self.rounded[ii], self.saved[ii] = raw, rounded, saved
-        for i, ok in zip(ii, saved):
-            self.strength[i] = _plain(strength) if ok else None
+        l2, linf = perturbation_norms(q, self.x0_u8[ii])
+        value = _plain(strength)
+        for j, i in enumerate(ii):
+            self.attempts.append({
+                "index": int(i) + self.offset, "rung": int(self.rungs[i]), "strength": value,
+                "success_raw": bool(raw[j]), "success_rounded": bool(rounded[j]),
+                "success_saved": bool(saved[j]), "l2": float(l2[j]), "linf": int(linf[j])})
+            self.rungs[i] += 1
+            if self.saved[i]:  # final already: succeeded at an earlier setting
+                continue
+            self.adv[i] = q[j].cpu()
+            self.raw[i], self.rounded[i], self.saved[i] = raw[j], rounded[j], saved[j]
+            self.strength[i] = value if saved[j] else None
         return torch.from_numpy(saved).to(idx.device)
 
 
@@ -377,21 +452,25 @@ def get_attack(name: str, **overrides: Any) -> AttackSpec:
 
 def run_attack(name: str, model: nn.Module, images: torch.Tensor, labels: torch.Tensor, *,
                save_format: str = "jpeg", device: str | torch.device = "cpu", batch_size: int = 16,
-               progress: bool = False, seed: int = 0, **options: Any) -> AttackOutcome:
+               progress: bool = False, seed: int = 0, reference: torch.Tensor | None = None,
+               **options: Any) -> AttackOutcome:
     """Attack uint8 images (B, 3, H, W) whose classifier top-1 labels are ``labels`` (B,).
 
     ``model``: pixel-space classifier from :mod:`advlib.models` (moved to ``device``, as Foolbox
-    does). Runs in batches of ``batch_size``; ``options`` override the attack's defaults
-    (``ATTACKS[name].options``); ``seed`` fixes PGD's random start. See :class:`AttackOutcome`.
+    does). The attacks steer by ``labels`` (targets ``(labels + 100) mod 1000``); an image counts
+    as successful (raw, rounded, saved, and in the strength search) only if, besides the
+    attack's criterion, ``reference`` (B,) (default ``labels``; the dataset passes the ground
+    truth where known) is not in the top-5. Runs in batches of ``batch_size``; ``options``
+    override the attack's defaults (``ATTACKS[name].options``); ``seed`` fixes PGD's random
+    start. See :class:`AttackOutcome`.
     """
     spec = get_attack(name, **options)
     if not isinstance(images, torch.Tensor) or images.dtype != torch.uint8 or images.dim() != 4 or images.shape[1] != 3:
         got = tuple(images.shape) if isinstance(images, torch.Tensor) else type(images).__name__
         raise ValueError(f"images must be a uint8 tensor (B, 3, H, W), got {got} "
                          f"{getattr(images, 'dtype', '')}")
-    labels = torch.as_tensor(labels, dtype=torch.long).cpu().clone()  # not an inference-mode tensor
-    if labels.shape != (len(images),) or (len(labels) and (labels.min() < 0 or labels.max() >= N_CLASSES)):
-        raise ValueError(f"labels must be {len(images)} class indices in [0, {N_CLASSES}), got shape {tuple(labels.shape)}")
+    labels = _check_labels("labels", labels, len(images))
+    reference = labels.clone() if reference is None else _check_labels("reference", reference, len(images))
     if save_format not in ("jpeg", "png"):
         raise ValueError(f"save_format must be 'jpeg' or 'png', got {save_format!r}")
     if batch_size < 1:
@@ -407,8 +486,9 @@ def run_attack(name: str, model: nn.Module, images: torch.Tensor, labels: torch.
         for s in tqdm(range(0, len(images), batch_size), desc=f"attack {name}", disable=not progress, leave=False):
             x0 = images[s:s + batch_size].to(device).float() / 255
             lab = labels[s:s + batch_size].to(device)
+            ref = reference[s:s + batch_size].to(device)
             tgt = None if targets is None else targets[s:s + batch_size].to(device)
-            tracker = _Tracker(model, x0, lab, tgt, save_format)
+            tracker = _Tracker(model, x0, lab, tgt, ref, save_format, offset=s)
             spec.runner(model, x0, lab, tgt, tracker.check, dict(spec.options))
             parts.append(tracker)
     cat = (lambda a: np.concatenate(a) if a else np.zeros(0, dtype=bool))
@@ -420,4 +500,5 @@ def run_attack(name: str, model: nn.Module, images: torch.Tensor, labels: torch.
         strength=[v for t in parts for v in t.strength],
         target=(targets.numpy() if targets is not None else np.full(len(images), -1, dtype=np.int64)),
         seconds=time.perf_counter() - start,
+        attempts=[a for t in parts for a in t.attempts],
     )

@@ -3,8 +3,10 @@
 Used by :mod:`advlib.attacks` (see its table). Every function takes float images ``x0``
 (B, 3, H, W) in [0, 1] on the model's device and a ``check(idx, x, strength)`` callback that
 rounds ``x`` (the candidates for images ``idx``) to 8 bits, saves and decodes them, and returns
-a bool tensor (len(idx),): which now succeed after saving. Those images are not attacked again;
-the others go on at the next strength setting.
+a bool tensor (len(idx),): which now succeed after saving (the paper's criterion and the
+reference label out of the top-5; see :func:`advlib.attacks.run_attack`). Those images are not
+attacked again; the others go on at the next strength setting. Every call is one logged attempt
+per image. The internal stops here (``top_k``, ``top_ks``) look at the attack's own label only.
 """
 
 from __future__ import annotations

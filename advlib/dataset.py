@@ -2,18 +2,30 @@
 
 Layout of ``data/<profile>/``::
 
-    normal/<classifier>/<image_id>.png         selected normal images (lossless)
-    adversarial/<classifier>/<attack>/<id>.jpg  adversarial images as saved (JPEG q100 or PNG)
-    normal_<classifier>.csv                     the normal images of one classifier
-    shards/<classifier>/<attack>/<chunk>.csv    one finished shard (its adversarial attempts)
-    attempts.csv                                every attack attempt (success raw/rounded/saved)
-    manifest.csv                                the dataset: normal + adversarial that survived saving
-    failures.csv                                shards that failed, with their error
+    normal/<classifier>/<image_id>.jpg                 normal images as saved
+    adversarial/<classifier>/<attack>/<id>.jpg          adversarial images as saved
+    normal_<classifier>.csv                             the normal images of one classifier
+    shards/<classifier>/<attack>/<chunk>.csv            one finished shard: one row per attacked image
+    shards/<classifier>/<attack>/<chunk>.attempts.csv   its attempt log: one row per image per setting
+    attacked.csv                                        every attacked image (all shards' rows)
+    attempts.csv                                        every setting tried on every image
+    manifest.csv                                        the dataset: normal + adversarial that survived saving
+    failures.csv                                        shards that failed, with their error
+
+Normal and adversarial images are stored in one format, the profile's ``save_format``
+(``.jpg``: JPEG quality 100, 4:2:0; ``.png``: lossless; :func:`advlib.store.image_format`), so
+a detector cannot tell them apart by the file format. Normal images are selected (label in the
+top-5) as read back from their file, and the attacks start from that file.
+
+An adversarial image is kept when, read back from its file, the attack's criterion holds and
+its reference label (column ``label``: the ImageNet ground truth where known, else the normal
+image's top-1) is not in the top-5.
 
 Work is sharded by (classifier, attack, chunk of images). A shard writes its images, then its
-CSV atomically; a rerun skips shards whose CSV exists, so an interrupted run resumes and a
-rerun with the same seed gives the same manifest. A failing shard is recorded and the others
-go on. Paper scale can run the shards on a SLURM cluster through submitit (see :func:`build`).
+attempt log, then its CSV, each atomically; a rerun skips shards whose CSV exists, so an
+interrupted run resumes and a rerun with the same seed gives the same manifest. A failing shard
+is recorded and the others go on. Paper scale can run the shards on a SLURM cluster through
+submitit (see :func:`build`).
 """
 
 from __future__ import annotations
@@ -30,7 +42,7 @@ import torch
 from tqdm.auto import tqdm
 
 from . import config, data, models
-from .store import pixel_sha256, save_image, write_csv
+from .store import decode_image, encode_image, image_format, pixel_sha256, save_image, write_csv
 
 SPLITS = ("train", "dev", "eval")
 
@@ -43,7 +55,12 @@ class Shard:
     image_ids: tuple[str, ...]
 
     def path(self, root: Path) -> Path:
+        """The shard CSV (one row per attacked image); its existence marks the shard done."""
         return root / "shards" / self.classifier / self.attack / f"{self.chunk:04d}.csv"
+
+    def attempts_path(self, root: Path) -> Path:
+        """The shard's attempt log (one row per image per strength setting tried)."""
+        return root / "shards" / self.classifier / self.attack / f"{self.chunk:04d}.attempts.csv"
 
 
 def read_table(path: str | Path) -> pd.DataFrame:
@@ -53,6 +70,28 @@ def read_table(path: str | Path) -> pd.DataFrame:
 
 def _seed(*parts: Any) -> int:
     return int(hashlib.sha256("/".join(map(str, parts)).encode()).hexdigest()[:8], 16)
+
+
+def shard_seed(params: dict, shard: "Shard") -> int:
+    """The seed of one shard's attack (PGD's random start): from the profile seed and the shard."""
+    return _seed(params["seed"], shard.classifier, shard.attack, shard.chunk)
+
+
+# --------------------------------------------------------------------------- image files
+
+def as_saved(image: torch.Tensor, save_format: str) -> torch.Tensor:
+    """uint8 (3, 224, 224) -> the pixels a file saved by :func:`save_dataset_image` decodes to
+    (encoded and decoded in memory; the encoders are deterministic)."""
+    return decode_image(encode_image(image, save_format, image_format(save_format)[1]))
+
+
+def save_dataset_image(image: torch.Tensor, stem: Path, save_format: str) -> tuple[Path, torch.Tensor]:
+    """Save a normal or adversarial uint8 image (3, 224, 224) as ``stem`` + the format's suffix
+    (atomically) and read it back: returns ``(path, pixels as read from the file)``."""
+    suffix, quality = image_format(save_format)
+    path = stem.with_name(stem.name + suffix)
+    save_image(image, path, quality=quality)
+    return path, data.load_image(path)
 
 
 # --------------------------------------------------------------------------- normal images
@@ -67,30 +106,50 @@ def candidate_items(params: dict) -> list[data.Item]:
     return [items[i] for i in order[: params["n_candidates"]]]
 
 
+def _check_cached_normal(table: pd.DataFrame, params: dict, path: Path) -> pd.DataFrame:
+    """A cached normal table must match the profile's file format and have today's columns."""
+    suffix = image_format(params["save_format"])[0]
+    stale = "l2" not in table.columns or not table["path"].astype(str).str.endswith(suffix).all()
+    if stale:
+        raise ValueError(f"{path} was written by an older version or another save_format (expected "
+                         f"'{suffix}' files and an 'l2' column): delete {path.parent} and rerun")
+    return table
+
+
 def build_normal(params: dict, classifier: str, model: torch.nn.Module, device: str) -> pd.DataFrame:
-    """Select and save the normal images of one classifier; return their table (cached)."""
+    """Select and save the normal images of one classifier; return their table (cached).
+
+    Every candidate is judged as it will be stored: encoded in the profile's ``save_format``
+    and decoded; the paper's selection (label in the top-5) and the recorded ``top1`` (and
+    ``label`` of ``label_source == 'top1'`` items) come from those pixels. The first
+    ``n_normal`` selected are written with :func:`save_dataset_image` and read back (the
+    attacks start from these files).
+    """
     root = config.out_dirs(params["profile"])["data"]
     out = root / f"normal_{classifier}.csv"
     if out.exists():
-        return read_table(out)
+        return _check_cached_normal(read_table(out), params, out)
+    fmt = params["save_format"]
     items = candidate_items(params)
     images, items, failures = data.read_images(items, progress=True)
     for path, msg in failures:
         print(f"skipped unreadable image: {msg}")
-    top5 = models.predict_topk(model, images, 5, params["batch_size"])
+    saved = torch.stack([as_saved(im, fmt) for im in images]) if len(images) else images
+    top5 = models.predict_topk(model, saved, 5, params["batch_size"])
     keep = np.flatnonzero(data.select_normal(top5, items))[: params["n_normal"]]
     rows = []
     for i in keep:
         it = items[i]
-        path = root / "normal" / classifier / f"{it.image_id}.png"
-        save_image(images[i], path)
+        path, pixels = save_dataset_image(images[i], root / "normal" / classifier / it.image_id, fmt)
+        if not torch.equal(pixels, saved[i]):
+            raise RuntimeError(f"{path}: the file decodes to other pixels than the ones selected")
         rows.append({
             "image_id": f"{classifier}/{it.image_id}", "source_id": f"{classifier}/{it.image_id}",
             "source": it.source, "classifier": classifier, "attack": "none", "kind": "normal",
             "path": str(path.relative_to(root)), "label": it.label, "label_source": it.label_source,
             "top1": int(top5[i, 0]), "target": -1, "success_raw": False, "success_rounded": False,
-            "success_saved": False, "psnr": np.inf, "ssim": 1.0, "strength": "",
-            "sha256": pixel_sha256(images[i]),
+            "success_saved": False, "psnr": np.inf, "ssim": 1.0, "l2": 0.0, "linf": 0, "strength": "",
+            "sha256": pixel_sha256(pixels),
         })
     write_csv(pd.DataFrame(rows), out)
     return read_table(out)
@@ -134,10 +193,34 @@ def _quality(a: torch.Tensor, b: torch.Tensor) -> tuple[float, float]:
     return float(psnr), float(structural_similarity(x, y, channel_axis=2, data_range=255))
 
 
+#: Columns of the attempt logs (``<chunk>.attempts.csv``, ``attempts.csv``).
+ATTEMPT_COLUMNS = ["image_id", "source_id", "classifier", "attack", "kind", "rung", "strength",
+                   "success_raw", "success_rounded", "success_saved", "l2", "linf"]
+
+
+def _attempt_rows(outcome: Any, normal: pd.DataFrame, shard: Shard, kind: str) -> pd.DataFrame:
+    """The shard's attempt log: ``outcome.attempts`` with the image's ids (one row per image per
+    setting tried; ``success_saved`` from the in-memory save round trip; ``l2`` on the [0, 1]
+    scale and ``linf`` in 8-bit levels, rounded image against the saved normal image)."""
+    ids = normal.index.to_list()
+    rows = [{"image_id": f"{ids[a['index']]}/{shard.attack}", "source_id": ids[a["index"]],
+             "classifier": shard.classifier, "attack": shard.attack, "kind": kind, "rung": a["rung"],
+             "strength": str(a["strength"]), "success_raw": a["success_raw"],
+             "success_rounded": a["success_rounded"], "success_saved": a["success_saved"],
+             "l2": a["l2"], "linf": a["linf"]} for a in outcome.attempts]
+    return pd.DataFrame(rows, columns=ATTEMPT_COLUMNS)
+
+
 def run_shard(params: dict, shard: Shard, model: torch.nn.Module | None = None) -> pd.DataFrame:
     """Attack one shard's images, save the results, re-check them from the saved files.
 
-    Writes the images, then the shard CSV (atomically, last): a shard with a CSV is done.
+    The attacks start from the saved normal files, steer by their ``top1`` and must also push the
+    reference ``label`` out of the top-5; the seed is :func:`shard_seed`. Writes the images,
+    then the attempt log, then the shard CSV (each atomically; the CSV last: a shard with a CSV
+    is done). Per image: ``success_raw/rounded`` at its final setting (from the attack),
+    ``success_saved`` re-checked from the file, and ``psnr`` (dB), ``ssim``, ``l2`` ([0, 1]
+    scale, over all 3x224x224 values) and ``linf`` (8-bit levels) of the file's pixels against
+    the saved normal image.
     """
     from . import attacks
 
@@ -150,33 +233,33 @@ def run_shard(params: dict, shard: Shard, model: torch.nn.Module | None = None) 
     normal = read_table(root / f"normal_{shard.classifier}.csv").set_index("image_id").loc[list(shard.image_ids)]
     images = load_images(root, normal["path"].tolist())
     labels = torch.tensor(normal["top1"].to_numpy())
+    reference = torch.tensor(normal["label"].to_numpy())
     spec = attacks.ATTACKS[shard.attack]
-    torch.manual_seed(_seed(params["seed"], shard.classifier, shard.attack, shard.chunk))
+    kind = "targeted" if spec.targeted else "non-targeted"
     outcome = attacks.run_attack(shard.attack, model, images, labels, save_format=params["save_format"],
-                                 device=device, batch_size=params["batch_size"],
-                                 **params["attack_options"].get(shard.attack, {}))
-    suffix = ".jpg" if params["save_format"] == "jpeg" else ".png"
+                                 device=device, batch_size=params["batch_size"], seed=shard_seed(params, shard),
+                                 reference=reference, **params["attack_options"].get(shard.attack, {}))
+    folder = root / "adversarial" / shard.classifier / shard.attack
+    saved_files = [save_dataset_image(outcome.adversarial[i], folder / image_id.split("/", 1)[1],
+                                      params["save_format"]) for i, image_id in enumerate(normal.index)]
+    saved = torch.stack([pixels for _, pixels in saved_files])  # the criterion is checked on the files
+    targets = torch.as_tensor(outcome.target) if spec.targeted else None
+    ok_file = attacks.is_adversarial(model, saved, labels, targets, params["batch_size"], reference=reference)
+    l2, linf = attacks.perturbation_norms(saved, images)
     rows = []
     for i, (image_id, row) in enumerate(normal.iterrows()):
-        adv = outcome.adversarial[i]
-        path = root / "adversarial" / shard.classifier / shard.attack / (image_id.split("/", 1)[1] + suffix)
-        save_image(adv, path, quality=100)
-        saved = data.load_image(path)  # the criterion is checked on the file as saved
-        target = int(outcome.target[i])
-        ok_file = bool(attacks.is_adversarial(model, saved[None], labels[i:i + 1],
-                                              torch.tensor([target]) if spec.targeted else None)[0])
-        psnr, ssim = _quality(saved, images[i])
+        psnr, ssim = _quality(saved[i], images[i])
         rows.append({
             "image_id": f"{image_id}/{shard.attack}", "source_id": image_id, "source": row["source"],
-            "classifier": shard.classifier, "attack": shard.attack,
-            "kind": "targeted" if spec.targeted else "non-targeted",
-            "path": str(path.relative_to(root)), "label": int(row["label"]),
-            "label_source": row["label_source"], "top1": int(row["top1"]), "target": target,
+            "classifier": shard.classifier, "attack": shard.attack, "kind": kind,
+            "path": str(saved_files[i][0].relative_to(root)), "label": int(row["label"]),
+            "label_source": row["label_source"], "top1": int(row["top1"]), "target": int(outcome.target[i]),
             "success_raw": bool(outcome.success_raw[i]), "success_rounded": bool(outcome.success_rounded[i]),
-            "success_saved": ok_file, "psnr": psnr, "ssim": ssim,
-            "strength": "" if outcome.strength[i] is None else str(outcome.strength[i]),
-            "sha256": pixel_sha256(saved),
+            "success_saved": bool(ok_file[i]), "psnr": psnr, "ssim": ssim, "l2": float(l2[i]),
+            "linf": int(linf[i]), "strength": "" if outcome.strength[i] is None else str(outcome.strength[i]),
+            "sha256": pixel_sha256(saved[i]),
         })
+    write_csv(_attempt_rows(outcome, normal, shard, kind), shard.attempts_path(root))
     write_csv(pd.DataFrame(rows), out)
     return read_table(out)
 
@@ -210,24 +293,52 @@ def table2(manifest: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def table1(attempts: pd.DataFrame, attack_order: list[str]) -> pd.DataFrame:
-    """Table 1: per classifier and attack, images attacked and successes raw/rounded/saved."""
-    g = attempts.groupby(["classifier", "attack"])
-    t = g.agg(attacked=("image_id", "size"), success_raw=("success_raw", "sum"),
-              success_rounded=("success_rounded", "sum"), success_saved=("success_saved", "sum")).reset_index()
-    t["kind"] = t["attack"].map(attempts.drop_duplicates("attack").set_index("attack")["kind"])
+TABLE1_COLUMNS = ["classifier", "kind", "attack", "attacked", "success_raw", "success_rounded", "success_saved",
+                  "median_l2", "median_linf", "median_psnr"]
+
+
+def table1(attacked: pd.DataFrame, attack_order: list[str]) -> pd.DataFrame:
+    """Table 1 from the per-image rows (``build(...)["attacked"]``), per classifier and attack.
+
+    ``attacked``: images attacked. ``success_raw``, ``success_rounded``, ``success_saved``:
+    images that succeed (attack criterion and reference label out of the top-5) on the float
+    result, after 8-bit rounding, and read back from the saved file, all at each image's final
+    strength. ``median_l2`` ([0, 1] pixel scale, over all 3x224x224 values), ``median_linf``
+    (8-bit levels) and ``median_psnr`` (dB): medians over the kept images (``success_saved``)
+    of the saved adversarial file against the saved normal image; NaN when none is kept.
+    """
+    if attacked.empty:
+        return pd.DataFrame(columns=TABLE1_COLUMNS)
+    keys = ["classifier", "attack"]
+    t = attacked.groupby(keys).agg(
+        attacked=("image_id", "size"), success_raw=("success_raw", "sum"),
+        success_rounded=("success_rounded", "sum"), success_saved=("success_saved", "sum")).reset_index()
+    kept = attacked[attacked["success_saved"].astype(bool)]
+    medians = kept.groupby(keys).agg(median_l2=("l2", "median"), median_linf=("linf", "median"),
+                                     median_psnr=("psnr", "median")).reset_index()
+    t = t.merge(medians, on=keys, how="left")
+    t["kind"] = t["attack"].map(attacked.drop_duplicates("attack").set_index("attack")["kind"])
     t["attack"] = pd.Categorical(t["attack"], attack_order, ordered=True)
-    t = t.sort_values(["classifier", "attack"]).reset_index(drop=True)
+    t = t.sort_values(keys).reset_index(drop=True)
     t["attack"] = t["attack"].astype(str)
-    return t[["classifier", "kind", "attack", "attacked", "success_raw", "success_rounded", "success_saved"]]
+    return t[TABLE1_COLUMNS]
 
 
 # --------------------------------------------------------------------------- driver
 
-def build(params: dict, executor: Any = None, progress: bool = True) -> dict[str, Any]:
-    """Build the whole dataset of a profile; return manifest, attempts and failures.
+def _concat(paths: list[Path], columns: list[str] | None = None) -> pd.DataFrame:
+    """The CSVs that exist among ``paths``, concatenated (empty, with ``columns``, if none)."""
+    parts = [read_table(p) for p in paths if p.exists()]
+    return pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(columns=columns)
 
-    ``executor``: ``None`` runs the shards here, in order; a ``submitit`` executor (for
+
+def build(params: dict, executor: Any = None, progress: bool = True) -> dict[str, Any]:
+    """Build the whole dataset of a profile; return its tables.
+
+    Returns ``{"manifest", "attacked", "attempts", "failures"}``: the dataset (normal images and
+    the adversarial images kept), one row per attacked image (``attacked.csv``; what Table 1
+    counts), one row per strength setting tried on each image (``attempts.csv``), and the failed
+    shards. ``executor``: ``None`` runs the shards here, in order; a ``submitit`` executor (for
     example ``submitit.AutoExecutor(folder=...)``, SLURM or local) runs them as jobs.
     """
     root = config.out_dirs(params["profile"])["data"]
@@ -255,13 +366,14 @@ def build(params: dict, executor: Any = None, progress: bool = True) -> dict[str
             except Exception as e:  # noqa: BLE001 - a failed shard must not stop the others
                 traceback.print_exc()
                 failures.append({"shard": str(s.path(root).relative_to(root)), "error": repr(e)})
-    attempts = pd.concat([read_table(s.path(root)) for s in shards if s.path(root).exists()],
-                         ignore_index=True) if shards else pd.DataFrame()
+    attacked = _concat([s.path(root) for s in shards])
+    attempts = _concat([s.attempts_path(root) for s in shards if s.path(root).exists()], ATTEMPT_COLUMNS)
     normal = pd.concat(normals, ignore_index=True)
-    adversarial = attempts[attempts["success_saved"]] if len(attempts) else attempts
+    adversarial = attacked[attacked["success_saved"].astype(bool)] if len(attacked) else attacked
     manifest = pd.concat([normal, adversarial], ignore_index=True)
     split = assign_splits(manifest["source"].tolist(), params["split"], params["seed"])
     manifest["split"] = manifest["source"].map(split)
+    write_csv(attacked, root / "attacked.csv")
     write_csv(attempts, root / "attempts.csv")
     write_csv(manifest, root / "manifest.csv")
     write_csv(pd.DataFrame(failures, columns=["shard", "error"]), root / "failures.csv")
@@ -269,7 +381,8 @@ def build(params: dict, executor: Any = None, progress: bool = True) -> dict[str
         print(f"{len(failures)} shard(s) failed (see {root / 'failures.csv'}):")
         for f in failures:
             print(f"  {f['shard']}: {f['error']}")
-    return {"manifest": manifest, "attempts": attempts, "failures": pd.DataFrame(failures)}
+    return {"manifest": manifest, "attacked": attacked, "attempts": attempts,
+            "failures": pd.DataFrame(failures, columns=["shard", "error"])}
 
 
 def load_manifest(profile: str) -> pd.DataFrame:

@@ -1,7 +1,9 @@
 """Results as files: atomic writes, pixel hashes, image files.
 
 Every result file is written to a temporary name in the same folder and renamed into place,
-so an interrupted run never leaves a half-written file behind.
+so an interrupted run never leaves a half-written file behind. The file gets the mode an
+ordinary ``open(path, "w")`` would give it, ``0o666 & ~umask`` (``tempfile.mkstemp`` alone
+creates 0600 files); the umask is read once, when this module is imported.
 """
 
 from __future__ import annotations
@@ -18,14 +20,41 @@ import numpy as np
 import torch
 
 
+def _read_umask() -> int:
+    """The process umask (``os.umask`` can only be read by setting it, so set it back at once)."""
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+#: Mode of every file written here: what ``open()`` gives a new file (0o644 under umask 022).
+FILE_MODE = 0o666 & ~_read_umask()
+
+#: ``save_format`` -> (file suffix, JPEG quality; None for lossless PNG). JPEG uses Pillow's
+#: default 4:2:0 chroma subsampling, as the paper's code did.
+IMAGE_FORMATS: dict[str, tuple[str, int | None]] = {"jpeg": (".jpg", 100), "png": (".png", None)}
+
+
+def image_format(save_format: str) -> tuple[str, int | None]:
+    """File suffix and quality of a profile's ``save_format``: ``'jpeg'`` -> ``('.jpg', 100)``,
+    ``'png'`` -> ``('.png', None)``. The one place normal and adversarial images get their format."""
+    if save_format not in IMAGE_FORMATS:
+        raise ValueError(f"unknown save_format {save_format!r} (use {' or '.join(map(repr, IMAGE_FORMATS))})")
+    return IMAGE_FORMATS[save_format]
+
+
 def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> Path:
-    """Write ``data`` to ``path`` atomically (temp file in the same folder, then rename)."""
+    """Write ``data`` to ``path`` atomically (temp file in the same folder, then rename).
+
+    The file ends with mode :data:`FILE_MODE` (``0o666 & ~umask``), not mkstemp's 0600.
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
         with os.fdopen(fd, "wb") as f:
             f.write(data)
+        os.chmod(tmp, FILE_MODE)
         os.replace(tmp, path)
     except BaseException:
         if os.path.exists(tmp):
@@ -60,13 +89,16 @@ def pixel_sha256(image: torch.Tensor | np.ndarray) -> str:
     return h.hexdigest()
 
 
-def encode_image(image: torch.Tensor, fmt: str, quality: int = 100) -> bytes:
-    """Encode a uint8 (3, H, W) tensor as PNG or JPEG bytes with Pillow (JPEG: 4:2:0, ``quality``)."""
+def encode_image(image: torch.Tensor, fmt: str, quality: int | None = 100) -> bytes:
+    """Encode a uint8 (3, H, W) tensor as PNG or JPEG bytes with Pillow (JPEG: 4:2:0, ``quality``,
+    which must be given; PNG ignores it)."""
     from PIL import Image
 
     arr = image.permute(1, 2, 0).cpu().numpy()
     buf = io.BytesIO()
     if fmt == "jpeg":
+        if quality is None:
+            raise ValueError("JPEG encoding needs a quality (1..100)")
         Image.fromarray(arr).save(buf, format="JPEG", quality=quality)
     elif fmt == "png":
         Image.fromarray(arr).save(buf, format="PNG")
@@ -84,8 +116,11 @@ def decode_image(data: bytes) -> torch.Tensor:
     return torch.from_numpy(arr.copy()).permute(2, 0, 1).contiguous()
 
 
-def save_image(image: torch.Tensor, path: str | os.PathLike, quality: int = 100) -> Path:
-    """Save a uint8 (3, H, W) tensor atomically; the format follows the suffix (.jpg/.png)."""
+def save_image(image: torch.Tensor, path: str | os.PathLike, quality: int | None = 100) -> Path:
+    """Save a uint8 (3, H, W) tensor atomically; the format follows the suffix (.jpg/.png).
+
+    ``quality``: JPEG quality (PNG ignores it). Dataset images go through :func:`image_format`.
+    """
     suffix = Path(path).suffix.lower()
     fmt = "jpeg" if suffix in (".jpg", ".jpeg") else "png"
     return atomic_write_bytes(path, encode_image(image, fmt, quality))

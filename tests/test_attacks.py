@@ -1,12 +1,13 @@
-"""The 12 attacks on real photos with efficientnet_lite0: success after JPEG-100 saving."""
+"""The 12 attacks on real photos with efficientnet_lite0: success after JPEG-100 saving, the
+reference-label test, the attempt log and the seed."""
 
 import foolbox as fb
 import numpy as np
 import pytest
 import torch
 
-from advlib.attacks import (ATTACKS, AttackSpec, TargetedProbability, TopKMisclassification,
-                            is_adversarial, run_attack, save_roundtrip, target_labels)
+from advlib.attacks import (ATTACKS, AttackSpec, TargetedProbability, TopKMisclassification, _success, _Tracker,
+                            is_adversarial, perturbation_norms, run_attack, save_roundtrip, target_labels)
 from advlib.data import demo_items, load_image, read_images
 from advlib.models import load_classifier, predict_topk
 from advlib.store import save_image
@@ -22,6 +23,25 @@ pytestmark = pytest.mark.usefixtures("one_torch_thread")
 @pytest.fixture(scope="module")
 def model():
     return load_classifier("efficientnet_lite0")
+
+
+def check_attempts(out, images: torch.Tensor) -> None:
+    """The attempt log of ``out`` agrees with its per-image results: rungs 0, 1, ... per image,
+    every image tried, nothing tried after a saved success, and the per-image values are those
+    of the last attempt (its final setting), with L2/L-inf of the rounded image."""
+    B = len(images)
+    assert {a["index"] for a in out.attempts} == set(range(B))
+    l2, linf = perturbation_norms(out.adversarial, images)
+    for i in range(B):
+        mine = [a for a in out.attempts if a["index"] == i]
+        assert [a["rung"] for a in mine] == list(range(len(mine)))
+        assert not any(a["success_saved"] for a in mine[:-1])  # a success is not attacked again
+        last = mine[-1]
+        assert (last["success_raw"], last["success_rounded"], last["success_saved"]) == \
+            (out.success_raw[i], out.success_rounded[i], out.success_saved[i])
+        assert (out.strength[i] == last["strength"]) if out.success_saved[i] else out.strength[i] is None
+        assert last["l2"] == pytest.approx(l2[i]) and last["linf"] == linf[i]
+        assert all(isinstance(a["linf"], int) and 0 <= a["linf"] <= 255 and a["l2"] >= 0 for a in mine)
 
 
 @pytest.fixture(scope="module")
@@ -65,6 +85,10 @@ def test_bad_inputs(model, photos):
         run_attack("fgsm", model, images.float() / 255, labels)
     with pytest.raises(ValueError, match="labels"):
         run_attack("fgsm", model, images, labels[:1])
+    with pytest.raises(ValueError, match="reference"):
+        run_attack("fgsm", model, images, labels, reference=labels[:1])
+    with pytest.raises(ValueError, match="reference"):
+        run_attack("fgsm", model, images, labels, reference=labels + 1000)
     with pytest.raises(ValueError, match="save_format"):
         run_attack("fgsm", model, images, labels, save_format="gif")
     with pytest.raises(ValueError, match="unknown option"):
@@ -84,6 +108,20 @@ def test_criteria_on_clean_photos(model, photos):
     assert not TargetedProbability(labels, threshold=1.01)(None, logits).any()
     assert TargetedProbability(labels, threshold=0.0)(None, logits).all()
     assert torch.equal(target_labels(torch.tensor([0, 950])), torch.tensor([100, 50]))
+
+
+def test_success_needs_the_reference_out_of_the_top5():
+    """The combined test on made-up logits: the attack's criterion AND the reference out of the top-5."""
+    logits = torch.full((4, 1000), -20.0)
+    logits[:, 10:15] = torch.tensor([5.0, 4.0, 3.0, 2.0, 1.0])  # top-5: 10..14 for every image
+    logits[:, 10] = 20.0  # p(10) >= 0.99
+    labels = torch.tensor([50, 50, 12, 50])
+    ref = torch.tensor([50, 13, 50, 10])
+    assert _success(logits, labels, None).tolist() == [True, True, False, True]
+    assert _success(logits, labels, None, ref).tolist() == [True, False, False, False]
+    targets = torch.tensor([10, 10, 10, 11])
+    assert _success(logits, labels, targets).tolist() == [True, True, True, False]
+    assert _success(logits, labels, targets, ref).tolist() == [True, False, True, False]
 
 
 @pytest.mark.parametrize("name", list(ATTACKS))
@@ -113,6 +151,7 @@ def test_attack_survives_jpeg_saving(name, model, photos, tmp_path):
         assert not (top5[ok] == labels[ok, None]).any()
     changed = (out.adversarial.int() - images.int()).abs().flatten(1).amax(1)
     assert (changed[ok] > 0).all()  # successful images differ from the inputs
+    check_attempts(out, images)
 
 
 def test_png_saving_equals_rounding(model, photos):
@@ -131,3 +170,64 @@ def test_successes_are_not_attacked_again(model, photos):
     assert torch.equal(ladder.adversarial[done], first.adversarial[done])
     assert [ladder.strength[i] for i in np.flatnonzero(done)] == [1 / 255] * int(done.sum())
     assert ladder.success_saved.sum() > done.sum()
+    # the attempt log: one row per image at 1/255, one more per image not done there
+    assert len(ladder.attempts) == len(images) + int((~done).sum())
+    assert all(a["linf"] <= round(a["strength"] * 255) for a in ladder.attempts)  # FGSM is an Linf step
+    check_attempts(ladder, images)
+
+
+@pytest.mark.parametrize("name, epsilons", [("fgsm", [16 / 255, 32 / 255]), ("bim", [8 / 255, 16 / 255])])
+def test_reference_label_in_top5_is_not_a_success(name, epsilons, model, photos):
+    """An image whose reference label stays in its top-5 is not counted (raw, rounded or saved),
+    and the strength search goes on to the next setting for it."""
+    images, labels = photos
+    first = run_attack(name, model, images, labels, epsilons=epsilons[:1])
+    ok = first.success_saved
+    assert ok.any()
+    decoded = save_roundtrip(first.adversarial)
+    top5 = predict_topk(model, decoded, 5)
+    ref = labels.clone()
+    ref[ok] = top5[ok, 1]  # a reference label inside the attacked image's top-5
+    targets = target_labels(labels) if ATTACKS[name].targeted else None
+    assert is_adversarial(model, decoded, labels, targets)[ok].all()
+    assert not is_adversarial(model, decoded, labels, targets, reference=ref)[ok].any()
+    second = run_attack(name, model, images, labels, epsilons=epsilons, reference=ref)
+    rung0 = {a["index"]: a for a in second.attempts if a["rung"] == 0}
+    for i in np.flatnonzero(ok):  # same image as before (deterministic attack), no longer a success
+        assert not rung0[i]["success_saved"]
+        assert any(a["index"] == i and a["rung"] == 1 for a in second.attempts)  # searched further
+    check_attempts(second, images)
+    final = save_roundtrip(second.adversarial)
+    np.testing.assert_array_equal(is_adversarial(model, final, labels, targets, reference=ref), second.success_saved)
+    np.testing.assert_array_equal(is_adversarial(model, second.adversarial, labels, targets, reference=ref),
+                                  second.success_rounded)
+    top5_final = predict_topk(model, final, 5)
+    assert not (top5_final[second.success_saved] == ref[second.success_saved, None]).any()
+
+
+def test_tracker_keeps_the_values_of_the_successful_setting(model, photos):
+    """A check after an image's saved success is logged but does not replace its final values."""
+    images, labels = photos
+    out = run_attack("fgsm", model, images, labels, epsilons=[16 / 255])
+    assert out.success_saved.any()
+    x0 = images.float() / 255
+    tracker = _Tracker(model, x0, labels, None, labels, "jpeg")
+    idx = torch.arange(len(images))
+    first = tracker.check(idx, out.adversarial.float() / 255, 16 / 255).numpy()
+    tracker.check(idx, x0, 0.0)  # the clean images: never adversarial
+    np.testing.assert_array_equal(first, out.success_saved)
+    assert len(tracker.attempts) == 2 * len(images)
+    assert not any(a["success_saved"] for a in tracker.attempts[len(images):])
+    np.testing.assert_array_equal(tracker.saved, out.success_saved)
+    done = out.success_saved
+    assert torch.equal(tracker.adv[done], out.adversarial[done])
+    assert torch.equal(tracker.adv[~done], images[~done])  # the last setting tried: 0
+    assert [tracker.strength[i] for i in np.flatnonzero(done)] == [16 / 255] * int(done.sum())
+
+
+def test_seed_fixes_pgd_random_start(model, photos):
+    images, labels = photos
+    one = [run_attack("pgd", model, images[:1], labels[:1], epsilons=[8 / 255], steps=2, seed=s).adversarial
+           for s in (1, 1, 2)]
+    assert torch.equal(one[0], one[1])
+    assert not torch.equal(one[0], one[2])
