@@ -507,6 +507,13 @@ def _raw_xception(**params) -> RawImageCNN:
     return RawImageCNN("xception", **params)
 
 
+def _raw_efficientnet_lite0(**params):
+    """EfficientNet-Lite0 fine-tuned from its shipped ImageNet weights (:class:`advlib.raw_finetune.FineTunedEfficientNet`)."""
+    from .raw_finetune import FineTunedEfficientNet
+
+    return FineTunedEfficientNet(classifier="efficientnet_lite0", **params)
+
+
 #: Detector names (as in the profiles) -> factories taking keyword parameters.
 DETECTORS: dict[str, Callable[..., Any]] = {
     "svm": svm,
@@ -516,6 +523,7 @@ DETECTORS: dict[str, Callable[..., Any]] = {
     "stats_cnn": StatsCNN,
     "raw_resnet50": _raw_resnet50,
     "raw_xception": _raw_xception,
+    "raw_efficientnet_lite0": _raw_efficientnet_lite0,
     "feature_squeezing": FeatureSqueezing,
 }
 
@@ -528,6 +536,7 @@ PARAM_GRIDS: dict[str, dict[str, list]] = {
     "stats_cnn": {},
     "raw_resnet50": {},
     "raw_xception": {},
+    "raw_efficientnet_lite0": {},
 }
 
 
@@ -742,6 +751,12 @@ def save_detector(detector, path: str | os.PathLike, meta: dict) -> Path:
                   for k in ("n_features_in_", "layout_", "best_epoch_", "dev_accuracy_", "history_")}
         config = {"kind": type(detector).__name__, "params": {k: _jsonable(v) for k, v in detector.get_params().items()},
                   "fitted": fitted}
+    elif hasattr(detector, "state_dict_trainable"):  # raw_finetune.FineTunedEfficientNet: trained tensors only
+        buf = io.BytesIO()
+        torch.save(detector.state_dict_trainable(), buf)
+        atomic_write_bytes(path / "state_dict.pt", buf.getvalue())
+        config = {"kind": type(detector).__name__, "params": {k: _jsonable(v) for k, v in detector.get_params().items()},
+                  "fitted": {k: _jsonable(v) for k, v in detector.fitted_attributes().items()}}
     elif isinstance(detector, BaseEstimator):
         import skops.io
 
@@ -800,6 +815,11 @@ def load_detector(path: str | os.PathLike, expect: dict | None = None, *, model:
             if v is not None:
                 setattr(det, k, v)
         return det
+    if kind == "FineTunedEfficientNet":
+        from .raw_finetune import FineTunedEfficientNet
+
+        state = torch.load(path / "state_dict.pt", map_location="cpu", weights_only=True)
+        return FineTunedEfficientNet.from_saved(params, state, config["fitted"])
     cls = {"StatsCNN": StatsCNN, "RawImageCNN": RawImageCNN}[kind]
     arch = params.pop("arch", None)
     det = cls(arch, **params) if arch else cls(**params)
