@@ -149,7 +149,7 @@ def build_normal(params: dict, classifier: str, model: torch.nn.Module, device: 
             "path": str(path.relative_to(root)), "label": it.label, "label_source": it.label_source,
             "top1": int(top5[i, 0]), "target": -1, "success_raw": False, "success_rounded": False,
             "success_saved": False, "psnr": np.inf, "ssim": 1.0, "l2": 0.0, "linf": 0, "strength": "",
-            "sha256": pixel_sha256(pixels),
+            "sha256": pixel_sha256(pixels), "package": it.package, "licence": it.licence,
         })
     write_csv(pd.DataFrame(rows), out)
     return read_table(out)

@@ -143,12 +143,21 @@ class _TorchDetector(BaseEstimator, ClassifierMixin):
     def _build(self, n_features: int, *, init: bool) -> nn.Module:
         raise NotImplementedError
 
+    #: intra-op threads while training on the CPU (None: torch's setting)
+    _fit_threads: int | None = None
+
     def fit(self, X, y, X_dev=None, y_dev=None):
         """Train for ``epochs``; with a dev set, keep the epoch of best dev accuracy (ties: earliest).
 
         Sets ``best_epoch_`` (1-based), ``dev_accuracy_`` (None without dev) and ``history_``
         (one dict per epoch: train loss and accuracy, dev accuracy).
         """
+        from .config import torch_threads
+
+        with torch_threads(self._fit_threads if _device(self.device).type == "cpu" else None):
+            return self._fit(X, y, X_dev, y_dev)
+
+    def _fit(self, X, y, X_dev, y_dev):
         self.__dict__.pop("n_features_in_", None)  # a refit may change the feature count
         X, y = self._inputs(X), torch.as_tensor(_labels(y))
         if len(X) != len(y):
@@ -229,7 +238,10 @@ class StatsCNN(_TorchDetector):
     channel widths, kernels and initialisation (:data:`STATS_CNN_LAYOUTS`); ``layout="auto"``
     takes "count" below 100 features and "diff" from 100 up. Adam (lr 5e-4, betas 0.9/0.999),
     cross-entropy; the paper's code trains 100 epochs at batch 64 on unscaled features.
+    Trains on one CPU thread (a network this small gains nothing from a second one).
     """
+
+    _fit_threads = 1
 
     def __init__(self, *, epochs: int = 100, batch_size: int = 64, lr: float = 5e-4, layout: str = "auto",
                  device: str = "cpu", random_state: int = 0, progress: bool = True):

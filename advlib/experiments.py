@@ -131,14 +131,19 @@ def cross_validate(d: Data, fit: Callable, train_setting: str, test_setting: str
                models, d.groups[r])
 
 
-def metric_row(o: OOF, n_boot: int, seed: int) -> dict[str, Any]:
+ALL_CIS = ("accuracy", "eer", "auc", "fpr", "tpr")
+
+
+def metric_row(o: OOF, n_boot: int, seed: int, cis: tuple[str, ...] = ALL_CIS) -> dict[str, Any]:
     """Metrics of pooled out-of-fold results, with cluster-bootstrap 95% CIs over source photos.
 
     Fractions in [0, 1]: ``accuracy`` (own threshold, 0.5 on a probability: the paper's
     reading), ``eer``, ``auc``, ``tpr_at_5fpr`` (ROC of the pooled scores); ``fpr`` and
     ``detection_rate`` at the own threshold; ``fpr_calibrated`` and ``detection_rate_calibrated``
     at each fold's dev-calibrated threshold (what to expect on new photos). ``degenerate``: one
-    class makes up >= 95% of the predictions (a constant predictor, not a finding).
+    class makes up >= 95% of the predictions (a constant predictor, not a finding). ``cis``:
+    the metrics that get ``<name>_ci_low`` / ``<name>_ci_high`` columns (``fpr`` / ``tpr``: the
+    calibrated rates).
     """
     y, s = o.y, o.scores
     row = detect.evaluate(y, s, threshold=o.threshold)
@@ -155,6 +160,8 @@ def metric_row(o: OOF, n_boot: int, seed: int) -> dict[str, Any]:
     if n_boot and len(np.unique(y)) == 2:
         for metric, thr in (("accuracy", o.threshold), ("eer", o.threshold), ("auc", o.threshold),
                             ("fpr", o.calibrated), ("tpr", o.calibrated)):
+            if metric not in cis:
+                continue
             name = {"fpr": "fpr_calibrated", "tpr": "detection_rate_calibrated"}.get(metric, metric)
             keep = ok_cal if metric in ("fpr", "tpr") else np.ones(len(y), bool)
             if not keep.any():
@@ -197,7 +204,7 @@ def table4(d: Data, params: dict, progress: bool = True) -> pd.DataFrame:
         o = cross_validate(d, feature_fitter(d, name, kind, group, params), "combination", "combination",
                            params["target_fpr"])
         chosen = [m.info for m in o.models if m is not None]
-        row = metric_row(o, params["bootstrap"], params["seed"])
+        row = metric_row(o, params["bootstrap"], params["seed"], cis=("accuracy",))
         rows.append({"detector": name, "group": group, "feature": kind, "params": str(chosen), **row})
     return pd.DataFrame(rows)
 
@@ -239,7 +246,7 @@ def detection_rate_per_attack(d: Data, seen: dict[str, OOF]) -> pd.DataFrame:
         for name in pd.unique(a):
             m = a == name
             ok = m & np.isfinite(o.calibrated)
-            rows.append({"detector": label, "attack": name, "n": int(m.sum()),
+            rows.append({"detector": label, "attack": name, "n": int(m.sum()), "n_photos": int(len(np.unique(o.groups[m]))),
                          "flagged_pct": 100 * float((o.scores[m] >= o.threshold[m]).mean()),
                          "flagged_calibrated_pct": 100 * float((o.scores[ok] >= o.calibrated[ok]).mean())
                          if ok.any() else np.nan})
@@ -327,7 +334,6 @@ def format_robustness(d: Data, o: OOF, load: Callable, model, params: dict, devi
     that fold's calibrated threshold and at 0.5. A subset of at most ``format_check_n`` normal
     and as many adversarial images (seeded) is used (``0``: all). ``model``: the classifier.
     """
-    from . import ops
     from .store import decode_image, encode_image
 
     rng = np.random.default_rng(params["seed"])
@@ -339,12 +345,8 @@ def format_robustness(d: Data, o: OOF, load: Callable, model, params: dict, devi
     pick = np.concatenate(pick)
     rows_m = o.rows[pick]
     mask = np.zeros(len(d.manifest), bool)
-    images = []
-    for r in rows_m:  # load one by one to keep the order of pick
-        mask[:] = False
-        mask[r] = True
-        images.append(load(mask)[0])
-    images = torch.stack(images)
+    mask[rows_m] = True
+    images = load(mask)[np.searchsorted(np.sort(rows_m), rows_m)]  # load() gives manifest order
     out = []
     formats = [("as saved", None, None)] + [("png", "png", 100)] + [(f"jpeg {q}", "jpeg", q) for q in (100, 95, 90, 75)]
     for label, fmt, q in tqdm(formats, desc="format robustness", disable=not progress):
@@ -380,15 +382,16 @@ def half_photo_partitions(d: Data, seed: int) -> list:
 
 
 def fpr_investigation(d: Data, params: dict, top1_prob: np.ndarray, name: str = "svm", kind: str = "diff",
-                      group: str = "all") -> tuple[pd.DataFrame, OOF]:
+                      group: str = "all", subsets: dict[str, np.ndarray] | None = None) -> tuple[pd.DataFrame, OOF]:
     """What makes normal photos look adversarial to a feature detector (out of fold, combination).
 
     Rows: the paper's recipe; the same with class weights balancing normal and adversarial
     images (``class_weight="balanced"``); the same trained on half of each training part's
     photos (does the false-positive rate fall with more photos?); and the paper's recipe split
     by the classifier's confidence on the normal image (``top1_prob`` (N,), softmax probability
-    of its top-1: below vs at-or-above the median of the normal images). Returns the table and
-    the paper recipe's :class:`OOF`.
+    of its top-1: below vs at-or-above the median of the normal images) and by ``subsets``
+    (label -> (N,) mask over the manifest rows, e.g. low-resolution source photos). Returns the
+    table and the paper recipe's :class:`OOF`.
     """
     runs = {"paper recipe": (feature_fitter(d, name, kind, group, params), None),
             "class_weight balanced": (feature_fitter(d, name, kind, group, params, class_weight="balanced"), None),
@@ -407,8 +410,12 @@ def fpr_investigation(d: Data, params: dict, top1_prob: np.ndarray, name: str = 
     normal = base.y == 0
     prob = top1_prob[base.rows]
     med = float(np.median(prob[normal]))
-    for label, m in ((f"top-1 probability < {med:.2f}", normal & (prob < med)),
-                     (f"top-1 probability >= {med:.2f}", normal & (prob >= med))):
+    splits = [(f"top-1 probability < {med:.2f}", normal & (prob < med)),
+              (f"top-1 probability >= {med:.2f}", normal & (prob >= med))]
+    splits += [(label, normal & mask[base.rows]) for label, mask in (subsets or {}).items()]
+    for label, m in splits:
+        if not m.any():
+            continue
         flagged = base.scores[m] >= base.threshold[m]
         ok = m & np.isfinite(base.calibrated)
         rows.append({"lever": "paper recipe", "subset": label, "n_images": int(m.sum()),

@@ -44,7 +44,6 @@ detector from the three (parameters, tensors, attributes).
 
 from __future__ import annotations
 
-import contextlib
 import copy
 import os
 from collections import OrderedDict
@@ -55,6 +54,7 @@ import torch
 from sklearn.base import BaseEstimator, ClassifierMixin
 from torch import nn
 
+from .config import torch_threads as _threads
 from .store import pixel_sha256
 
 #: Frozen-part batch size on the CPU (small batches are faster there) and on a GPU.
@@ -187,22 +187,6 @@ def _labels(y, name: str = "y") -> np.ndarray:
     if y.ndim != 1 or not np.isin(y, (0, 1)).all():
         raise ValueError(f"{name} must be a 1-D array of 0 (normal) / 1 (adversarial) labels, got {y!r:.80}")
     return y.astype(np.int64)
-
-
-@contextlib.contextmanager
-def _threads(n: int | None):
-    """``torch.set_num_threads(n)`` for a block (None: unchanged), restored after."""
-    if n is None:
-        yield
-        return
-    if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 1:
-        raise ValueError(f"num_threads must be None or an integer >= 1, got {n!r}")
-    before = torch.get_num_threads()
-    torch.set_num_threads(int(n))
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before)
 
 
 class FineTunedEfficientNet(BaseEstimator, ClassifierMixin):

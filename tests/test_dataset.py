@@ -194,15 +194,3 @@ def test_rotating_assignment_covers_every_attack():
     assert all(len(p) == 2 and len(set(p)) == 2 for p in plan)
     assert {a for p in plan for a in p} == set(attacks_)
     assert dataset.assign_attacks(3, attacks_, 0) == [attacks_] * 3
-
-
-SMOKE_MANIFEST = config.ROOT / "data" / "smoke" / "manifest.csv"
-
-
-@pytest.mark.skipif(not SMOKE_MANIFEST.exists(), reason="no smoke dataset: run notebook 01 (profile smoke)")
-def test_smoke_dataset_keeps_only_images_without_their_label_in_top5(model):
-    """Table 3's premise on the smoke output of notebook 01, read back from the files."""
-    m = dataset.read_table(SMOKE_MANIFEST)
-    check_kept_images(model, SMOKE_MANIFEST.parent, m)
-    exts = {os.path.splitext(p)[1] for p in m.path}
-    assert len(exts) == 1, f"normal and adversarial files in several formats: {exts}"

@@ -60,7 +60,8 @@ def _part(real_set, kind, split):
 
 def test_registry_and_factories():
     assert set(detect.DETECTORS) == {"svm", "random_forest", "lda", "mlp", "stats_cnn", "raw_resnet50",
-                                     "raw_xception", "feature_squeezing"}
+                                     "raw_xception", "raw_efficientnet_lite0", "feature_squeezing"}
+    assert detect.make_detector("raw_efficientnet_lite0", epochs=2).classifier == "efficientnet_lite0"
     svc = detect.make_detector("svm")
     assert svc.gamma == "auto" and svc.probability
     rf = detect.make_detector("random_forest")
