@@ -237,7 +237,7 @@ def fig_fpr_confidence(prob: np.ndarray, score: np.ndarray, threshold: np.ndarra
     ax.scatter(prob[flagged], score[flagged], s=14, c="tab:red", marker="x", label=f"flagged (n={int(flagged.sum())})")
     ax.set_xlabel("classifier's top-1 softmax probability")
     ax.set_ylabel("detector score (P(adversarial))")
-    ax.set_title("Normal images, out of fold", fontsize=9)
+    ax.set_title("Normal images, out of fold: flagged = P(adversarial) >= the detector's threshold (0.5)", fontsize=8)
     ax.legend(fontsize=7)
     return _save(fig, path)
 
