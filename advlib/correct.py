@@ -10,8 +10,10 @@ Two levels of correction:
 - **Image correction** (Sect. 5.2, Table 6): JPEG-compress the image, either at a fixed quality
   factor (:func:`jpeg_correct`, QF 40..90) or at the QF chosen by the paper's heuristic
   (:func:`heuristic_correct`): Step 1 vote the labels L_corr, Step 2 for each voted label find
-  the highest QF of 100, 95, ..., 40 whose top-1 is that label (:func:`heuristic_qf_set`,
-  S_QF), Step 3 pick max / median / 2ndmin / min of S_QF (:func:`choose_qf`).
+  the highest QF of 100, 95, ..., 40 that produces that label (:func:`heuristic_qf_set`,
+  S_QF; read as "in the top-5", as the authors' code, :data:`HEURISTIC_RANK`), Step 3 pick
+  max / median / 2ndmin / min of S_QF (:func:`choose_qf`); :func:`heuristic_steps` is the one
+  implementation of Steps 1-2.
 - **Baseline**: a convolutional denoising autoencoder trained with Gaussian noise sigma 0.1
   (:class:`DenoisingAutoencoder`, :func:`train_dae`, :func:`denoise`).
 
@@ -38,6 +40,14 @@ HEURISTIC_QFS: tuple[int, ...] = tuple(range(100, 35, -5))
 FIXED_QFS: tuple[int, ...] = (90, 80, 70, 60, 50, 40)
 #: Operation groups voted by label correction in the paper (26 ops).
 CORRECTION_GROUPS: tuple[str, ...] = ("jpeg", "scaling")
+#: Step 2's reading used everywhere (tables, figures, pipeline): "the highest QF that produces l"
+#: as *l anywhere in the top-5* under JPEG at that QF, as the authors' code does. That code
+#: produced the paper's numbers; the paper's text reads as *top-1 equals l* (``rank=1``), which
+#: notebook 04 reports as a labelled sensitivity row.
+HEURISTIC_RANK = 5
+#: The two readings of Step 2: rank -> label used in tables.
+HEURISTIC_READINGS: dict[int, str] = {5: "top-5 match, authors' code (primary)",
+                                      1: "top-1 match, paper's text (sensitivity)"}
 
 
 # ----------------------------------------------------------------------------- helpers
@@ -175,14 +185,15 @@ def jpeg_correct(images: torch.Tensor, qf: int | Sequence[int] | np.ndarray) -> 
 
 
 def heuristic_qf_set(after: Any, op_names: Sequence[str], corrected: Any,
-                     qfs: Sequence[int] = HEURISTIC_QFS, *, rank: int = 1) -> np.ndarray:
+                     qfs: Sequence[int] = HEURISTIC_QFS, *, rank: int = HEURISTIC_RANK) -> np.ndarray:
     """Step 2 of the heuristic: S_QF, float (N, 5).
 
     For each voted label ``corrected[:, j]`` the highest QF in ``qfs`` (searched from high to low)
     at which the top-1 label of op ``jpeg_<qf>`` (``after[:, op, 0]``) equals it; NaN where no QF
-    does (and where the voted label is -1 padding). ``rank`` > 1 accepts the label anywhere in
-    the top-``rank`` instead: ``rank=5`` is what the authors' code does (first appearance in the
-    concatenated top-5 lists); the paper says "produces l", read here as top-1.
+    does (and where the voted label is -1 padding), with ``rank=1``. ``rank`` > 1 accepts the
+    label anywhere in the top-``rank`` instead: ``rank=5`` (:data:`HEURISTIC_RANK`, the default)
+    is what the authors' code does (first appearance in the concatenated top-5 lists); the
+    paper's "produces l" reads as top-1 (``rank=1``).
     """
     arr = _check_after(after, op_names)
     corr = _labels_array(corrected, "corrected", 2)
@@ -256,21 +267,35 @@ def choose_qf(s_qf: np.ndarray, strategy: str, *, fallback_qf: int = min(HEURIST
     return np.where(n > 0, chosen, fallback_qf).astype(np.int64)
 
 
+def heuristic_steps(after: Any, op_names: Sequence[str], qfs: Sequence[int] = HEURISTIC_QFS, *,
+                    groups: Sequence[str] = CORRECTION_GROUPS, rank: int = HEURISTIC_RANK
+                    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Steps 1-2 of the heuristic, the one implementation every table, figure and pipeline uses.
+
+    ``after`` (N, n_ops, 5) top-5 labels under ``op_names``. Returns ``(voted (N, 5) int64,
+    s_qf (N, 5) float with NaN, fell_back (N,) bool)``: the voted labels (Step 1,
+    :func:`label_correction` over ``groups``), S_QF (Step 2, :func:`heuristic_qf_set` with
+    ``rank``), and the images where no QF gives any voted label (Step 3 then falls back).
+    """
+    voted = label_correction(after, op_names, groups)
+    s_qf = heuristic_qf_set(after, op_names, voted, qfs, rank=rank)
+    return voted, s_qf, ~np.isfinite(s_qf).any(axis=1)
+
+
 def heuristic_correct(images: torch.Tensor, after: Any, op_names: Sequence[str], strategy: str,
                       qfs: Sequence[int] = HEURISTIC_QFS, *, groups: Sequence[str] = CORRECTION_GROUPS,
-                      rank: int = 1, fallback_qf: int | None = None) -> tuple[torch.Tensor, np.ndarray, np.ndarray]:
+                      rank: int = HEURISTIC_RANK, fallback_qf: int | None = None
+                      ) -> tuple[torch.Tensor, np.ndarray, np.ndarray]:
     """The paper's heuristic image correction (Sect. 5.2, Steps 1-3).
 
     ``images``: uint8 (N, 3, H, W); ``after``: their top-5 labels (N, n_ops, 5) under
     ``op_names`` (must include ``jpeg_<q>`` for every q in ``qfs`` and the ``groups`` ops).
-    ``strategy``: a key of :data:`QF_STRATEGIES`; ``rank``: see :func:`heuristic_qf_set` (1 =
-    top-1, the paper's reading; 5 = the authors' code). Returns ``(corrected uint8 (N, 3, H, W),
+    ``strategy``: a key of :data:`QF_STRATEGIES`; ``rank``: see :func:`heuristic_qf_set` (5 =
+    the authors' code, the default; 1 = top-1, the paper's text). Returns ``(corrected uint8 (N, 3, H, W),
     chosen_qf int64 (N,), fell_back bool (N,))``; ``fell_back`` marks images where no QF gave a
     voted label and ``fallback_qf`` (default ``min(qfs)``) was used.
     """
-    corrected_labels = label_correction(after, op_names, groups)
-    s_qf = heuristic_qf_set(after, op_names, corrected_labels, qfs, rank=rank)
-    fell_back = ~np.isfinite(s_qf).any(axis=1)
+    _, s_qf, fell_back = heuristic_steps(after, op_names, qfs, groups=groups, rank=rank)
     qf = choose_qf(s_qf, strategy, fallback_qf=min(qfs) if fallback_qf is None else fallback_qf)
     return jpeg_correct(images, qf), qf, fell_back
 

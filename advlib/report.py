@@ -248,9 +248,8 @@ def fig5_heuristic(d, path: str | Path, params: dict, n: int = 4) -> Path:
     """Fig. 5: voted top-5 labels (Step 1), their QFs S_QF (Step 2), and the Step-3 candidates."""
     from . import correct
 
-    after = d.top5[:, 1:]
-    voted = correct.label_correction(after, d.op_names, params["correction_groups"])
-    s_qf = correct.heuristic_qf_set(after, d.op_names, voted, params["heuristic_qfs"])
+    voted, s_qf, _ = correct.heuristic_steps(d.top5[:, 1:], d.op_names, params["heuristic_qfs"],
+                                             groups=params["correction_groups"])
     kinds = d.manifest["kind"].to_numpy()
     picks = list(np.flatnonzero(kinds == "normal")[:1]) + list(np.flatnonzero(kinds != "normal")[: n - 1])
     fig, axes = plt.subplots(1, len(picks), figsize=(3.3 * len(picks), 3.2), squeeze=False)
@@ -265,7 +264,7 @@ def fig5_heuristic(d, path: str | Path, params: dict, n: int = 4) -> Path:
         ax.set_title(f"{d.manifest['attack'].iat[i]} (label {d.manifest['label'].iat[i]})", fontsize=9)
         ax.set_xlabel("voted top-5 label")
         ax.legend(fontsize=6, loc="lower left")
-    axes[0, 0].set_ylabel("highest QF whose top-1 is the label")
+    axes[0, 0].set_ylabel("highest QF whose top-5 holds the label")
     return _save(fig, path)
 
 

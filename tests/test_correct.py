@@ -136,7 +136,7 @@ def test_heuristic_qf_set_and_strategies_hand_checked():
                           [1, 5, 6, 7, 8],
                           [9, 900, 901, 902, 903],
                           [11, 12, 13, 14, 15]])
-    s = heuristic_qf_set(after, HNAMES, corrected, QFS)
+    s = heuristic_qf_set(after, HNAMES, corrected, QFS, rank=1)
     expect = np.array([[60, 100, np.nan, np.nan, np.nan],
                        [np.nan, 100, 80, 60, 40],   # label 1 is top-1 only under scaling
                        [100, np.nan, np.nan, np.nan, np.nan],
@@ -226,3 +226,21 @@ def test_dae_trains_saves_and_loads(sets, tmp_path):
         correct.load_dae(path, expect={"seed": 0})
     with pytest.raises(ValueError, match="images_uint8"):
         correct.train_dae(x.float(), epochs=1)
+
+
+def test_one_reading_of_step2_everywhere(sets):
+    """heuristic_steps is Steps 1-2 with the primary reading (top-5, the authors' code) by default,
+    and heuristic_correct uses it."""
+    after = np.concatenate([sets["after_normal"], sets["after_adv"]])
+    x = torch.cat([sets["normal"], sets["adv"]])
+    assert correct.HEURISTIC_RANK == 5 and set(correct.HEURISTIC_READINGS) == {1, 5}
+    voted, s_qf, fell_back = correct.heuristic_steps(after, VOTERS)
+    assert np.array_equal(voted, correct.label_correction(after, VOTERS))
+    assert np.array_equal(s_qf, heuristic_qf_set(after, VOTERS, voted, rank=5), equal_nan=True)
+    assert np.array_equal(fell_back, ~np.isfinite(s_qf).any(axis=1))
+    _, qf, fb = heuristic_correct(x, after, VOTERS, "min")
+    assert np.array_equal(qf, choose_qf(s_qf, "min")) and np.array_equal(fb, fell_back)
+    # the top-5 reading finds a QF at least as high as the top-1 reading for every voted label
+    s1 = correct.heuristic_steps(after, VOTERS, rank=1)[1]
+    both = np.isfinite(s1)
+    assert np.isfinite(s_qf)[both].all() and (s_qf[both] >= s1[both]).all()
