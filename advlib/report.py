@@ -268,22 +268,43 @@ def fig5_heuristic(d, path: str | Path, params: dict, n: int = 4) -> Path:
     return _save(fig, path)
 
 
-def fig6_label_correction(lc: pd.DataFrame, path: str | Path, attack_order: list[str]) -> Path:
-    """Fig. 6: % of images whose label is in the voted top-5, per op set (left) and per attack (right)."""
-    fig, axes = plt.subplots(1, 2, figsize=(12, 3.6), gridspec_kw={"width_ratios": [1, 2]})
+def fig6_label_correction(lc: pd.DataFrame, path: str | Path, attack_order: list[str],
+                          paper: dict | None = None) -> Path:
+    """Fig. 6: % of images whose label is in the voted top-5, per op set (top) and per attack and
+    op set (bottom, with each attack's n). ``paper``: :data:`advlib.paper.LABEL_CORRECTION`,
+    drawn as marks on the JPEG+scaling bars."""
+    fig, axes = plt.subplots(2, 1, figsize=(10, 7.4), gridspec_kw={"height_ratios": [1, 1.1]})
     g = lc.groupby(["op_set", "type"])[["correct", "n"]].sum().reset_index()
     g["pct"] = 100 * g["correct"] / g["n"]
-    sns.barplot(data=g, x="op_set", y="pct", hue="type", ax=axes[0])
-    axes[0].set_ylabel("% with the label in the corrected top-5")
+    order = list(dict.fromkeys(lc["op_set"]))
+    n = g.groupby("type")["n"].max()
+    sns.barplot(data=g, x="op_set", y="pct", hue="type", order=order, hue_order=["adversarial", "normal"],
+                ax=axes[0])
+    axes[0].set_ylabel("% with the label in\nthe corrected top-5")
     axes[0].set_xlabel("")
-    axes[0].tick_params(axis="x", rotation=20)
+    axes[0].set_ylim(0, 112)
     for c in axes[0].containers:
-        axes[0].bar_label(c, fmt="%.1f", fontsize=7)
+        axes[0].bar_label(c, fmt="%.1f", fontsize=7, label_type="center", color="white")
+    if paper and "JPEG+scaling" in order:
+        x = order.index("JPEG+scaling")
+        axes[0].plot([x - 0.2], [paper["adversarial_corrected"]], "k_", ms=18, mew=2,
+                     label=f"paper: {paper['adversarial_corrected']}% adversarial corrected")
+        axes[0].plot([x + 0.2], [100 - paper["normal_harmed"]], "kx", ms=8, mew=2,
+                     label=f"paper: {100 - paper['normal_harmed']:.2f}% normal kept")
+    handles, labels = axes[0].get_legend_handles_labels()
+    labels = [f"{lab} (n={n[lab]})" if lab in n.index else lab for lab in labels]
+    axes[0].legend(handles, labels, fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0))
     p = lc.pivot_table(index="op_set", columns="attack", values="correct_pct", sort=False)
-    p = p[[a for a in attack_order if a in p.columns]]
+    cols = [a for a in attack_order if a in p.columns]
+    p = p[cols]
+    n_attack = lc.groupby("attack")["n"].max()
     sns.heatmap(p, annot=True, fmt=".0f", cmap="viridis", vmin=0, vmax=100, ax=axes[1],
-                cbar_kws={"label": "% corrected ('none': normal kept)"})
+                cbar_kws={"label": "% corrected\n('none': normal kept)"})
+    axes[1].set_xticklabels([f"{a}\n(n={n_attack[a]})" for a in cols], rotation=90, fontsize=7)
+    axes[1].set_yticklabels(axes[1].get_yticklabels(), rotation=0)
     axes[1].set_ylabel("")
+    axes[1].set_xlabel("attack ('none' = normal images)")
+    fig.tight_layout()
     return _save(fig, path)
 
 
