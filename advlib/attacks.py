@@ -54,7 +54,7 @@ import torch
 from torch import nn
 
 from . import attacks_custom as custom
-from .store import decode_image, encode_image, image_format
+from .store import as_saved
 
 TOP_K = 5  # non-targeted: the original label must leave the top-5
 TARGET_PROB = 0.99  # targeted: p(target) >= 0.99
@@ -171,8 +171,7 @@ def quantize(x: torch.Tensor) -> torch.Tensor:
 def save_roundtrip(images: torch.Tensor, save_format: str = "jpeg") -> torch.Tensor:
     """uint8 (B, 3, H, W) -> encoded as ``save_format`` (JPEG quality 100 or PNG, see
     :func:`advlib.store.image_format`) and decoded, as the dataset's files are."""
-    quality = image_format(save_format)[1]
-    return torch.stack([decode_image(encode_image(im.cpu(), save_format, quality=quality)) for im in images])
+    return torch.stack([as_saved(im, save_format) for im in images])
 
 
 def perturbation_norms(adv: torch.Tensor, ref: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:

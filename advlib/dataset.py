@@ -42,7 +42,7 @@ import torch
 from tqdm.auto import tqdm
 
 from . import config, data, models
-from .store import decode_image, encode_image, image_format, pixel_sha256, save_image, write_csv
+from .store import as_saved, image_format, pixel_sha256, save_image, write_csv
 
 SPLITS = ("train", "dev", "eval")
 
@@ -79,15 +79,10 @@ def shard_seed(params: dict, shard: "Shard") -> int:
 
 # --------------------------------------------------------------------------- image files
 
-def as_saved(image: torch.Tensor, save_format: str) -> torch.Tensor:
-    """uint8 (3, 224, 224) -> the pixels a file saved by :func:`save_dataset_image` decodes to
-    (encoded and decoded in memory; the encoders are deterministic)."""
-    return decode_image(encode_image(image, save_format, image_format(save_format)[1]))
-
-
 def save_dataset_image(image: torch.Tensor, stem: Path, save_format: str) -> tuple[Path, torch.Tensor]:
     """Save a normal or adversarial uint8 image (3, 224, 224) as ``stem`` + the format's suffix
-    (atomically) and read it back: returns ``(path, pixels as read from the file)``."""
+    (atomically) and read it back: returns ``(path, pixels as read from the file)``, the pixels
+    :func:`advlib.store.as_saved` predicts."""
     suffix, quality = image_format(save_format)
     path = stem.with_name(stem.name + suffix)
     save_image(image, path, quality=quality)

@@ -490,7 +490,7 @@ class FeatureSqueezing(BaseEstimator, ClassifierMixin):
             raise ValueError(f"fpr must be in (0, 1), got {self.fpr}")
         scores = np.sort(self.decision_function(X))
         self.train_scores_ = scores
-        self.fpr_threshold_ = float(scores[math.ceil(len(scores) * (1 - self.fpr)) - 1])
+        self.fpr_threshold_ = fpr_threshold(scores, self.fpr)
         self.threshold_ = self.fpr_threshold_ if self.threshold is None else float(self.threshold)
         return self
 
@@ -698,19 +698,24 @@ def bootstrap_ci(y_true, scores, *, metric: str = "accuracy", n_boot: int = 1000
     return float(np.quantile(values, alpha / 2)), float(np.quantile(values, 1 - alpha / 2))
 
 
+def fpr_threshold(normal_scores, fpr: float = 0.05) -> float:
+    """EvadeML-Zoo's rule: the ``ceil(n * (1 - fpr))``-th smallest of ``normal_scores``; scores
+    strictly above it (at most ``fpr`` of the normal ones) are flagged."""
+    s = np.sort(np.asarray(normal_scores, dtype=np.float64))
+    if not len(s) or not np.isfinite(s).all():
+        raise ValueError("a false-positive threshold needs finite scores of at least one normal image")
+    if not 0 < fpr < 1:
+        raise ValueError(f"fpr must be in (0, 1), got {fpr}")
+    return float(s[math.ceil(len(s) * (1 - fpr)) - 1])
+
+
 def calibrate_threshold(normal_scores, fpr: float = 0.05) -> float:
     """The lowest threshold that flags (``score >= threshold``) at most ``fpr`` of ``normal_scores``.
 
-    EvadeML-Zoo's rule: with the scores sorted, everything above the ``ceil(n * (1 - fpr))``-th
-    smallest is flagged; the threshold is the next float above it, so that the ``>=`` test used
-    everywhere in this module flags the same images.
+    :func:`fpr_threshold` (EvadeML-Zoo's rule, which flags scores above it), moved to the next
+    float up, so that the ``>=`` test used everywhere in this module flags the same images.
     """
-    s = np.sort(np.asarray(normal_scores, dtype=np.float64))
-    if not len(s) or not np.isfinite(s).all():
-        raise ValueError("calibrate_threshold needs finite scores of at least one normal image")
-    if not 0 < fpr < 1:
-        raise ValueError(f"fpr must be in (0, 1), got {fpr}")
-    return float(np.nextafter(s[math.ceil(len(s) * (1 - fpr)) - 1], np.inf))
+    return float(np.nextafter(fpr_threshold(normal_scores, fpr), np.inf))
 
 
 def is_degenerate(pred, share: float = 0.95) -> bool:

@@ -290,8 +290,7 @@ def squeezing(d: Data, load: Callable, classifiers: dict, paper_threshold: bool,
         thr = {}
         for name in squeezers:
             normal = tr & (d.y == 0) & (clf_of == name)
-            thr[name] = detect.PAPER_THRESHOLD if paper_threshold else \
-                float(np.sort(raw_scores(normal))[int(np.ceil(normal.sum() * (1 - target_fpr))) - 1])
+            thr[name] = detect.PAPER_THRESHOLD if paper_threshold else detect.fpr_threshold(raw_scores(normal), target_fpr)
 
         def score(m: np.ndarray) -> np.ndarray:
             return raw_scores(m) - np.array([thr.get(c, np.nan) for c in clf_of[m]])

@@ -116,6 +116,12 @@ def decode_image(data: bytes) -> torch.Tensor:
     return torch.from_numpy(arr.copy()).permute(2, 0, 1).contiguous()
 
 
+def as_saved(image: torch.Tensor, save_format: str) -> torch.Tensor:
+    """uint8 (3, H, W) -> the pixels a file saved in ``save_format`` (:func:`image_format`)
+    decodes to, encoded and decoded in memory (the encoders are deterministic)."""
+    return decode_image(encode_image(image.cpu(), save_format, quality=image_format(save_format)[1]))
+
+
 def save_image(image: torch.Tensor, path: str | os.PathLike, quality: int | None = 100) -> Path:
     """Save a uint8 (3, H, W) tensor atomically; the format follows the suffix (.jpg/.png).
 
