@@ -99,6 +99,14 @@ class OOF:
     models: list
     groups: np.ndarray
 
+    def flag_rate(self, mask: np.ndarray, calibrated: bool = False) -> float:
+        """Share of the images in ``mask`` (over the OOF entries) flagged at the detector's own
+        threshold, or at the calibrated one (images whose fold has no calibrated threshold are
+        left out); NaN when no image is left."""
+        thr = self.calibrated if calibrated else self.threshold
+        m = mask & np.isfinite(thr)
+        return float((self.scores[m] >= thr[m]).mean()) if m.any() else np.nan
+
 
 def cross_validate(d: Data, fit: Callable, train_setting: str, test_setting: str, target_fpr: float,
                    partitions: list | None = None) -> OOF:
@@ -149,14 +157,11 @@ def metric_row(o: OOF, n_boot: int, seed: int, cis: tuple[str, ...] = ALL_CIS) -
     row = detect.evaluate(y, s, threshold=o.threshold)
     row["n_images"] = row.pop("n")
     row["n_photos"] = int(len(np.unique(o.groups)))
-    pred = s >= o.threshold
-    cal = s >= o.calibrated
-    row["fpr"] = float(pred[y == 0].mean()) if (y == 0).any() else np.nan
-    row["detection_rate"] = float(pred[y == 1].mean()) if (y == 1).any() else np.nan
+    row["fpr"], row["detection_rate"] = o.flag_rate(y == 0), o.flag_rate(y == 1)
+    row["fpr_calibrated"] = o.flag_rate(y == 0, calibrated=True)
+    row["detection_rate_calibrated"] = o.flag_rate(y == 1, calibrated=True)
+    row["degenerate"] = detect.is_degenerate(s >= o.threshold)
     ok_cal = np.isfinite(o.calibrated)
-    row["fpr_calibrated"] = float(cal[(y == 0) & ok_cal].mean()) if ((y == 0) & ok_cal).any() else np.nan
-    row["detection_rate_calibrated"] = float(cal[(y == 1) & ok_cal].mean()) if ((y == 1) & ok_cal).any() else np.nan
-    row["degenerate"] = detect.is_degenerate(pred)
     if n_boot and len(np.unique(y)) == 2:
         for metric, thr in (("accuracy", o.threshold), ("eer", o.threshold), ("auc", o.threshold),
                             ("fpr", o.calibrated), ("tpr", o.calibrated)):
@@ -245,11 +250,8 @@ def detection_rate_per_attack(d: Data, seen: dict[str, OOF]) -> pd.DataFrame:
         a = attack[o.rows]
         for name in pd.unique(a):
             m = a == name
-            ok = m & np.isfinite(o.calibrated)
             rows.append({"detector": label, "attack": name, "n": int(m.sum()), "n_photos": int(len(np.unique(o.groups[m]))),
-                         "flagged_pct": 100 * float((o.scores[m] >= o.threshold[m]).mean()),
-                         "flagged_calibrated_pct": 100 * float((o.scores[ok] >= o.calibrated[ok]).mean())
-                         if ok.any() else np.nan})
+                         "flagged_pct": 100 * o.flag_rate(m), "flagged_calibrated_pct": 100 * o.flag_rate(m, calibrated=True)})
     return pd.DataFrame(rows)
 
 
@@ -381,7 +383,8 @@ def half_photo_partitions(d: Data, seed: int) -> list:
 
 
 def fpr_investigation(d: Data, params: dict, top1_prob: np.ndarray, name: str = "svm", kind: str = "diff",
-                      group: str = "all", subsets: dict[str, np.ndarray] | None = None) -> tuple[pd.DataFrame, OOF]:
+                      group: str = "all", subsets: dict[str, np.ndarray] | None = None,
+                      base: OOF | None = None) -> tuple[pd.DataFrame, OOF]:
     """What makes normal photos look adversarial to a feature detector (out of fold, combination).
 
     Rows: the paper's recipe; the same with class weights balancing normal and adversarial
@@ -389,16 +392,20 @@ def fpr_investigation(d: Data, params: dict, top1_prob: np.ndarray, name: str = 
     photos (does the false-positive rate fall with more photos?); and the paper's recipe split
     by the classifier's confidence on the normal image (``top1_prob`` (N,), softmax probability
     of its top-1: below vs at-or-above the median of the normal images) and by ``subsets``
-    (label -> (N,) mask over the manifest rows, e.g. low-resolution source photos). Returns the
-    table and the paper recipe's :class:`OOF`.
+    (label -> (N,) mask over the manifest rows, e.g. low-resolution source photos). ``base``:
+    the recipe's out-of-fold results on the combination setting when already computed (Table 5's
+    seen scenario), else they are computed here. Returns the table and the recipe's :class:`OOF`.
     """
     runs = {"paper recipe": (feature_fitter(d, name, kind, group, params), None),
             "class_weight balanced": (feature_fitter(d, name, kind, group, params, class_weight="balanced"), None),
             "half the training photos": (feature_fitter(d, name, kind, group, params),
                                          half_photo_partitions(d, params["seed"]))}
-    rows, base = [], None
+    rows = []
     for label, (fit, parts) in runs.items():
-        o = cross_validate(d, fit, "combination", "combination", params["target_fpr"], partitions=parts)
+        if label == "paper recipe" and base is not None:
+            o = base
+        else:
+            o = cross_validate(d, fit, "combination", "combination", params["target_fpr"], partitions=parts)
         base = o if base is None else base
         r = metric_row(o, params["bootstrap"], params["seed"])
         n_train = [int(len(np.unique(d.groups[p.train]))) for p in (parts or d.parts)]
@@ -415,11 +422,9 @@ def fpr_investigation(d: Data, params: dict, top1_prob: np.ndarray, name: str = 
     for label, m in splits:
         if not m.any():
             continue
-        flagged = base.scores[m] >= base.threshold[m]
-        ok = m & np.isfinite(base.calibrated)
         rows.append({"lever": "paper recipe", "subset": label, "n_images": int(m.sum()),
-                     "n_photos": int(len(np.unique(base.groups[m]))), "fpr": float(flagged.mean()),
-                     "fpr_calibrated": float((base.scores[ok] >= base.calibrated[ok]).mean())})
+                     "n_photos": int(len(np.unique(base.groups[m]))), "fpr": base.flag_rate(m),
+                     "fpr_calibrated": base.flag_rate(m, calibrated=True)})
     from scipy.stats import spearmanr
 
     rho = spearmanr(prob[normal], base.scores[normal]).statistic if normal.sum() > 2 else np.nan
