@@ -234,14 +234,48 @@ def resolve_device(device: str) -> str:
     return device
 
 
-def out_dirs(profile: str) -> dict[str, Path]:
-    """The folders of one profile: data, cache, tables, figures, models (created)."""
+def fingerprint(*parts: Any, length: int = 12) -> str:
+    """A short hex digest of JSON-serialisable ``parts`` (dict keys sorted): the key of a cached
+    artefact, computed from exactly the parameters (and code versions) it depends on."""
+    import hashlib
+    import json
+
+    text = json.dumps(parts, sort_keys=True, default=str, separators=(",", ":"))
+    return hashlib.sha256(text.encode()).hexdigest()[:length]
+
+
+def run_name(params: dict[str, Any]) -> str:
+    """Where a run's tables, figures and run files go: the profile's name when ``params`` equal
+    ``params/<profile>.yaml`` (validated the same way), else ``<profile>-<hash>`` of the keys
+    that differ, so a run with changed parameters never overwrites the profile's committed
+    ``tables/<profile>/``. A profile without a file (a custom or test profile) keeps its name."""
+    name = params["profile"]
+    path = PARAMS_DIR / f"{name}.yaml"
+    if not path.exists():
+        return name
+    base = load_profile(path)
+    diff = {k: params.get(k) for k in sorted(set(base) | set(params)) if params.get(k) != base.get(k)}
+    return name if not diff else f"{name}-{fingerprint(diff, length=8)}"
+
+
+def out_dirs(params: dict[str, Any] | str) -> dict[str, Path]:
+    """The folders of one run (created).
+
+    ``store`` (= ``data/<profile>``) holds what is keyed by the parameters it depends on and is
+    shared by every run of the profile: normal and adversarial images, attack shards, the top-5
+    cache (``cache``). ``data`` (``data/<run>``), ``models``, ``tables`` and ``figures`` hold
+    the run's own outputs, where ``<run>`` is :func:`run_name` (the profile's name unless the
+    parameters differ from its file). ``params`` may be a profile name (then ``<run>`` is it).
+    """
+    profile = params if isinstance(params, str) else params["profile"]
+    run = params if isinstance(params, str) else run_name(params)
     dirs = {
-        "data": ROOT / "data" / profile,
+        "store": ROOT / "data" / profile,
         "cache": ROOT / "data" / profile / "cache",
-        "models": ROOT / "data" / profile / "models",
-        "tables": ROOT / "tables" / profile,
-        "figures": ROOT / "figures" / profile,
+        "data": ROOT / "data" / run,
+        "models": ROOT / "data" / run / "models",
+        "tables": ROOT / "tables" / run,
+        "figures": ROOT / "figures" / run,
     }
     for d in dirs.values():
         d.mkdir(parents=True, exist_ok=True)

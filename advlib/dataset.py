@@ -2,15 +2,22 @@
 
 Layout of ``data/<profile>/``::
 
-    normal/<classifier>/<image_id>.jpg                 normal images as saved
-    adversarial/<classifier>/<attack>/<id>.jpg          adversarial images as saved
-    normal_<classifier>.csv                             the normal images of one classifier
-    shards/<classifier>/<attack>/<chunk>.csv            one finished shard: one row per attacked image
-    shards/<classifier>/<attack>/<chunk>.attempts.csv   its attempt log: one row per image per setting
+    normal/<classifier>-<key>.csv                         the normal images of one classifier
+    normal/<classifier>-<key>/<image_id>.jpg              normal images as saved
+    shards/<classifier>/<attack>/<chunk>-<key>.csv        one finished shard: one row per attacked image
+    shards/<classifier>/<attack>/<chunk>-<key>.attempts.csv  its attempt log: one row per image per setting
+    adversarial/<classifier>/<attack>/<key>/<id>.jpg      adversarial images as saved
     attacked.csv                                        every attacked image (all shards' rows)
     attempts.csv                                        every setting tried on every image
     manifest.csv                                        the dataset: normal + adversarial that survived saving
     failures.csv                                        shards that failed, with their error
+
+The first four live in the profile's store (``data/<profile>/``) and carry a ``<key>``: a hash
+of every parameter (and :data:`VERSION`) that determines them (:func:`normal_key`,
+:func:`shard_key`). A changed parameter gives new keys for exactly the artefacts it affects, so
+they are recomputed and the rest is reused; an unchanged rerun recomputes nothing. The last four
+are the run's outputs, in ``data/<run>/`` (:func:`advlib.config.run_name`: the profile's name
+unless the parameters differ from its file). Paths in the tables are relative to the store.
 
 Normal and adversarial images are stored in one format, the profile's ``save_format``
 (``.jpg``: JPEG quality 100, 4:2:0; ``.png``: lossless; :func:`advlib.store.image_format`), so
@@ -46,6 +53,14 @@ from .store import as_saved, image_format, pixel_sha256, save_image, write_csv
 
 SPLITS = ("train", "dev", "eval")
 
+#: Version of the selection and attack code, part of every cache key: bump it when a change to
+#: ``dataset``, ``attacks`` or ``data`` can change a normal image, an adversarial image or a row.
+VERSION = 3
+
+#: Profile keys that determine the normal images of a classifier (with the classifier's name).
+NORMAL_KEYS = ("corpus", "imagenet_dir", "imagenet_labels", "n_candidates", "n_normal", "crops_per_photo",
+               "save_format", "seed", "batch_size")
+
 
 @dataclass(frozen=True)
 class Shard:
@@ -53,14 +68,20 @@ class Shard:
     attack: str
     chunk: int
     image_ids: tuple[str, ...]
+    key: str = ""  #: :func:`shard_key`: what the shard's result depends on
 
     def path(self, root: Path) -> Path:
         """The shard CSV (one row per attacked image); its existence marks the shard done."""
-        return root / "shards" / self.classifier / self.attack / f"{self.chunk:04d}.csv"
+        return root / "shards" / self.classifier / self.attack / f"{self.chunk:04d}-{self.key}.csv"
 
     def attempts_path(self, root: Path) -> Path:
         """The shard's attempt log (one row per image per strength setting tried)."""
-        return root / "shards" / self.classifier / self.attack / f"{self.chunk:04d}.attempts.csv"
+        return root / "shards" / self.classifier / self.attack / f"{self.chunk:04d}-{self.key}.attempts.csv"
+
+    def image_folder(self, root: Path) -> Path:
+        """Where the shard's adversarial images are saved (one folder per key: files of a stale
+        shard are never overwritten by a shard computed with other parameters)."""
+        return root / "adversarial" / self.classifier / self.attack / self.key
 
 
 def read_table(path: str | Path) -> pd.DataFrame:
@@ -101,6 +122,19 @@ def candidate_items(params: dict) -> list[data.Item]:
     return [items[i] for i in order[: params["n_candidates"]]]
 
 
+def normal_key(params: dict, classifier: str) -> str:
+    """The key of a classifier's normal images: a hash of :data:`NORMAL_KEYS`, the resolved
+    device, the classifier and :data:`VERSION` (what the selection depends on)."""
+    return config.fingerprint(VERSION, classifier, config.resolve_device(params["device"]),
+                              {k: params.get(k) for k in NORMAL_KEYS})
+
+
+def normal_table_path(params: dict, classifier: str) -> Path:
+    """The normal-image table of ``classifier`` under the current parameters (in the store)."""
+    root = config.out_dirs(params)["store"]
+    return root / "normal" / f"{classifier}-{normal_key(params, classifier)}.csv"
+
+
 def _check_cached_normal(table: pd.DataFrame, params: dict, path: Path) -> pd.DataFrame:
     """A cached normal table must match the profile's file format and have today's columns."""
     suffix = image_format(params["save_format"])[0]
@@ -120,8 +154,8 @@ def build_normal(params: dict, classifier: str, model: torch.nn.Module, device: 
     ``n_normal`` selected are written with :func:`save_dataset_image` and read back (the
     attacks start from these files).
     """
-    root = config.out_dirs(params["profile"])["data"]
-    out = root / f"normal_{classifier}.csv"
+    root = config.out_dirs(params)["store"]
+    out = normal_table_path(params, classifier)
     if out.exists():
         return _check_cached_normal(read_table(out), params, out)
     fmt = params["save_format"]
@@ -135,7 +169,7 @@ def build_normal(params: dict, classifier: str, model: torch.nn.Module, device: 
     rows = []
     for i in keep:
         it = items[i]
-        path, pixels = save_dataset_image(images[i], root / "normal" / classifier / it.image_id, fmt)
+        path, pixels = save_dataset_image(images[i], out.with_suffix("") / it.image_id, fmt)
         if not torch.equal(pixels, saved[i]):
             raise RuntimeError(f"{path}: the file decodes to other pixels than the ones selected")
         rows.append({
@@ -165,8 +199,18 @@ def assign_attacks(n_images: int, attacks: list[str], per_image: int) -> list[li
     return [[attacks[(i * per_image + j) % len(attacks)] for j in range(per_image)] for i in range(n_images)]
 
 
+def shard_key(params: dict, classifier: str, attack: str, chunk: int, normal: pd.DataFrame) -> str:
+    """The key of one shard: a hash of what its result depends on: its images (ids, pixel
+    hashes, labels, top-1), the attack and its options, the file format, the seed, the batch
+    size, the resolved device and :data:`VERSION`. ``normal``: the shard's rows of the normal table."""
+    images = normal[["image_id", "sha256", "label", "top1"]].astype(str).to_numpy().tolist()
+    return config.fingerprint(VERSION, classifier, attack, chunk, images, params["attack_options"].get(attack, {}),
+                              params["save_format"], params["seed"], params["batch_size"],
+                              config.resolve_device(params["device"]))
+
+
 def plan_shards(params: dict, normal: pd.DataFrame, classifier: str) -> list[Shard]:
-    """The (classifier, attack, chunk) shards of one classifier's normal images."""
+    """The (classifier, attack, chunk) shards of one classifier's normal images, with their keys."""
     per_attack: dict[str, list[str]] = {a: [] for a in params["attacks"]}
     for image_id, attacks in zip(normal["image_id"], assign_attacks(len(normal), params["attacks"],
                                                                     params["attacks_per_image"])):
@@ -176,7 +220,9 @@ def plan_shards(params: dict, normal: pd.DataFrame, classifier: str) -> list[Sha
     size = params["shard_size"]
     for attack, ids in per_attack.items():
         for c in range(0, len(ids), size):
-            shards.append(Shard(classifier, attack, c // size, tuple(ids[c:c + size])))
+            rows = normal.set_index("image_id").loc[ids[c:c + size]].reset_index()
+            shards.append(Shard(classifier, attack, c // size, tuple(ids[c:c + size]),
+                                shard_key(params, classifier, attack, c // size, rows)))
     return shards
 
 
@@ -219,13 +265,13 @@ def run_shard(params: dict, shard: Shard, model: torch.nn.Module | None = None) 
     """
     from . import attacks
 
-    root = config.out_dirs(params["profile"])["data"]
+    root = config.out_dirs(params)["store"]
     out = shard.path(root)
     if out.exists():
         return read_table(out)
     device = config.resolve_device(params["device"])
     model = model if model is not None else models.load_classifier(shard.classifier, device)
-    normal = read_table(root / f"normal_{shard.classifier}.csv").set_index("image_id").loc[list(shard.image_ids)]
+    normal = read_table(normal_table_path(params, shard.classifier)).set_index("image_id").loc[list(shard.image_ids)]
     images = load_images(root, normal["path"].tolist())
     labels = torch.tensor(normal["top1"].to_numpy())
     reference = torch.tensor(normal["label"].to_numpy())
@@ -234,7 +280,7 @@ def run_shard(params: dict, shard: Shard, model: torch.nn.Module | None = None) 
     outcome = attacks.run_attack(shard.attack, model, images, labels, save_format=params["save_format"],
                                  device=device, batch_size=params["batch_size"], seed=shard_seed(params, shard),
                                  reference=reference, **params["attack_options"].get(shard.attack, {}))
-    folder = root / "adversarial" / shard.classifier / shard.attack
+    folder = shard.image_folder(root)
     saved_files = [save_dataset_image(outcome.adversarial[i], folder / image_id.split("/", 1)[1],
                                       params["save_format"]) for i, image_id in enumerate(normal.index)]
     saved = torch.stack([pixels for _, pixels in saved_files])  # the criterion is checked on the files
@@ -336,7 +382,8 @@ def build(params: dict, executor: Any = None, progress: bool = True) -> dict[str
     shards. ``executor``: ``None`` runs the shards here, in order; a ``submitit`` executor (for
     example ``submitit.AutoExecutor(folder=...)``, SLURM or local) runs them as jobs.
     """
-    root = config.out_dirs(params["profile"])["data"]
+    dirs = config.out_dirs(params)
+    root, run = dirs["store"], dirs["data"]
     device = config.resolve_device(params["device"])
     normals, shards, failures = [], [], []
     loaded: dict[str, torch.nn.Module] = {}
@@ -368,23 +415,24 @@ def build(params: dict, executor: Any = None, progress: bool = True) -> dict[str
     manifest = pd.concat([normal, adversarial], ignore_index=True)
     split = assign_splits(manifest["source"].tolist(), params["split"], params["seed"])
     manifest["split"] = manifest["source"].map(split)
-    write_csv(attacked, root / "attacked.csv")
-    write_csv(attempts, root / "attempts.csv")
-    write_csv(manifest, root / "manifest.csv")
-    write_csv(pd.DataFrame(failures, columns=["shard", "error"]), root / "failures.csv")
+    write_csv(attacked, run / "attacked.csv")
+    write_csv(attempts, run / "attempts.csv")
+    write_csv(manifest, run / "manifest.csv")
+    write_csv(pd.DataFrame(failures, columns=["shard", "error"]), run / "failures.csv")
     if failures:
-        print(f"{len(failures)} shard(s) failed (see {root / 'failures.csv'}):")
+        print(f"{len(failures)} shard(s) failed (see {run / 'failures.csv'}):")
         for f in failures:
             print(f"  {f['shard']}: {f['error']}")
     return {"manifest": manifest, "attacked": attacked, "attempts": attempts,
             "failures": pd.DataFrame(failures, columns=["shard", "error"])}
 
 
-def load_manifest(profile: str) -> pd.DataFrame:
-    """The dataset manifest written by notebook 01 (stops with a message if it is missing)."""
-    path = config.out_dirs(profile)["data"] / "manifest.csv"
+def load_manifest(params: dict | str) -> pd.DataFrame:
+    """The dataset manifest notebook 01 wrote for this run (``params``: the run's parameters, or
+    a profile name); stops with a message if it is missing. Its paths are relative to the store."""
+    path = config.out_dirs(params)["data"] / "manifest.csv"
     if not path.exists():
-        raise FileNotFoundError(f"{path} not found: run notebooks/01_dataset.ipynb for profile '{profile}' first")
+        raise FileNotFoundError(f"{path} not found: run notebooks/01_dataset.ipynb with these parameters first")
     return read_table(path)
 
 
@@ -398,7 +446,7 @@ def top5_under_ops(params: dict, manifest: pd.DataFrame, progress: bool = True) 
     """
     from . import features, ops
 
-    dirs = config.out_dirs(params["profile"])
+    dirs = config.out_dirs(params)
     device = config.resolve_device(params["device"])
     op_names = list(params["ops"] or ops.OPERATIONS)
     out = np.zeros((len(manifest), 1 + len(op_names), 5), dtype=np.int64)
@@ -407,7 +455,7 @@ def top5_under_ops(params: dict, manifest: pd.DataFrame, progress: bool = True) 
         if not len(rows):
             continue
         model = models.load_classifier(clf, device)
-        images = load_images(dirs["data"], manifest["path"].to_numpy()[rows].tolist())
+        images = load_images(dirs["store"], manifest["path"].to_numpy()[rows].tolist())
         t = features.top5_under_ops(model, images, op_names, batch_size=params["batch_size"], device=device,
                                     cache_dir=dirs["cache"], classifier=clf, workers=params["workers"],
                                     progress=progress)

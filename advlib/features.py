@@ -120,7 +120,9 @@ def _top5_chunk(model: nn.Module, images: torch.Tensor, ops: list[str], batch_si
 
 
 def _cache_folder(cache_dir: str | os.PathLike, classifier: str, ops: list[str]) -> Path:
-    digest = hashlib.sha256(",".join(ops).encode()).hexdigest()[:16]
+    from .ops import VERSION
+
+    digest = hashlib.sha256(f"v{VERSION}:{','.join(ops)}".encode()).hexdigest()[:16]
     return Path(cache_dir) / "top5" / classifier / f"ops-{len(ops)}-{digest}"
 
 

@@ -50,6 +50,10 @@ class Operation:
         return f"Operation({self.name!r}, group={self.group!r}, value={self.value!r})"
 
 
+#: Version of the operations' code, part of the top-5 cache key (:mod:`advlib.features`): bump it
+#: when a change can alter an operation's output pixels.
+VERSION = 1
+
 JPEG_QUALITIES = tuple(range(100, 24, -5))  # 100, 95, ..., 25 (16 ops)
 BLUR_RADII = (2, 3, 4, 5)
 ROTATION_ANGLES = tuple(range(1, 9))

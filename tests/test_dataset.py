@@ -147,10 +147,96 @@ def test_failed_shard_is_reported_and_others_go_on(params):
 
 
 def test_stale_normal_table_is_refused(params, tmp_path, model):
-    root = tmp_path / "data" / "pytest"
-    store.write_csv(pd.DataFrame({"image_id": ["a"], "path": ["normal/x/a.png"]}), root / "normal_x.csv")
+    store.write_csv(pd.DataFrame({"image_id": ["a"], "path": ["normal/x/a.png"]}),
+                    dataset.normal_table_path(params, "x"))
     with pytest.raises(ValueError, match="delete"):
         dataset.build_normal(params, "x", model, "cpu")
+
+
+def _count_attacks(monkeypatch) -> list[str]:
+    """Record the name of every attack run from now on."""
+    calls: list[str] = []
+    run_attack = attacks.run_attack
+
+    def spy(name, *args, **kwargs):
+        calls.append(name)
+        return run_attack(name, *args, **kwargs)
+
+    monkeypatch.setattr(attacks, "run_attack", spy)
+    return calls
+
+
+def _run_files(params) -> dict[str, bytes]:
+    run = config.out_dirs(params)["data"]
+    return {f: (run / f).read_bytes() for f in ("attacked.csv", "attempts.csv", "manifest.csv")}
+
+
+def test_caches_know_their_parameters(params, monkeypatch):
+    calls = _count_attacks(monkeypatch)
+    dataset.build(params, progress=False)
+    assert sorted(calls) == ["bim", "bim", "fgsm", "fgsm"]
+    first = _run_files(params)
+    t1 = dataset.table1(dataset.read_table(config.out_dirs(params)["data"] / "attacked.csv"), params["attacks"])
+    # an unchanged rerun recomputes nothing and writes the same bytes
+    calls.clear()
+    dataset.build(params, progress=False)
+    assert calls == [] and _run_files(params) == first
+    # one changed attack option recomputes that attack's shards only, and its Table 1 row changes
+    params["attack_options"] = {"fgsm": {"epsilons": [1e-6]}}
+    dataset.build(params, progress=False)
+    assert calls == ["fgsm", "fgsm"]
+    t1b = dataset.table1(dataset.read_table(config.out_dirs(params)["data"] / "attacked.csv"), params["attacks"])
+    assert t1b.set_index("attack").loc["fgsm", "success_saved"] == 0 < t1.set_index("attack").loc["fgsm", "success_saved"]
+    pd.testing.assert_series_equal(t1b.set_index("attack").loc["bim"], t1.set_index("attack").loc["bim"])
+    # going back to the first parameters reuses the first shards (their images were not overwritten)
+    calls.clear()
+    params["attack_options"] = {}
+    dataset.build(params, progress=False)
+    assert calls == [] and _run_files(params) == first
+    # fewer normal images: a new normal table; the first image is the same pixels, so its shards are reused
+    params["n_normal"] = 1
+    out = dataset.build(params, progress=False)
+    assert calls == [] and (out["manifest"].kind == "normal").sum() == 1 and len(out["attacked"]) == 2
+    # a larger shard size regroups the images: new shards
+    params.update(n_normal=2, shard_size=2)
+    out = dataset.build(params, progress=False)
+    assert sorted(calls) == ["bim", "fgsm"] and len(out["attacked"]) == 4
+
+
+def test_killed_run_resumes_to_the_same_bytes(params, tmp_path, monkeypatch):
+    dataset.build(params, progress=False)
+    reference = _run_files(params)
+    monkeypatch.setattr(config, "ROOT", tmp_path / "second")
+    run_shard, done = dataset.run_shard, []
+
+    def killed_after_two(*args, **kwargs):  # the process dies while running the third shard
+        if len(done) == 2:
+            raise KeyboardInterrupt
+        done.append(run_shard(*args, **kwargs))
+        return done[-1]
+
+    monkeypatch.setattr(dataset, "run_shard", killed_after_two)
+    with pytest.raises(KeyboardInterrupt):
+        dataset.build(params, progress=False)
+    monkeypatch.setattr(dataset, "run_shard", run_shard)
+    calls = _count_attacks(monkeypatch)
+    dataset.build(params, progress=False)
+    assert len(calls) == 2  # only the two shards that had not finished
+    assert _run_files(params) == reference
+
+
+def test_run_name_keeps_changed_parameters_out_of_the_profile_folders(monkeypatch, tmp_path):
+    monkeypatch.setattr(config, "ROOT", tmp_path)
+    p = config.load_profile("smoke")
+    assert config.run_name(p) == "smoke"
+    assert config.out_dirs(p)["tables"] == tmp_path / "tables" / "smoke"
+    changed = dict(p, attacks_per_image=p["attacks_per_image"] + 1)
+    name = config.run_name(changed)
+    assert name.startswith("smoke-") and name != "smoke" and config.run_name(dict(changed)) == name
+    dirs = config.out_dirs(changed)
+    assert dirs["tables"] == tmp_path / "tables" / name and dirs["figures"] == tmp_path / "figures" / name
+    assert dirs["data"] == tmp_path / "data" / name
+    assert dirs["store"] == tmp_path / "data" / "smoke"  # keyed artefacts are shared by the profile's runs
 
 
 def test_atomic_writes_get_the_usual_mode(tmp_path):
