@@ -39,6 +39,7 @@ SCHEMA: dict[str, tuple[Any, str]] = {
     "device": (str, "'cpu', 'cuda' or 'auto'"),
     "batch_size": (int, "classifier batch size (0 = auto: 4 on CPU, where small batches run fastest, 128 on GPU)"),
     "workers": (int, "CPU worker threads for the 38 operations (0 = inline)"),
+    "attack_threads": (int, "torch threads while building the dataset (0 = torch's default, one per core): fixed, the attacks' results do not depend on the machine's core count"),
     "ops": (Union[list[str], None], "operation names (null = all 38)"),
     "detectors": (list[str], "names from advlib.detect.DETECTORS"),
     "feature_groups": (list[str], "operation groups for Table 4"),
@@ -131,6 +132,8 @@ def validate(params: dict[str, Any], source: str = "<parameters>") -> dict[str, 
         raise ProfileError(f"{source}: key 'target_fpr' must be in (0, 1)")
     if out["format_check_n"] < 0:
         raise ProfileError(f"{source}: key 'format_check_n' must be >= 0 (0 = all)")
+    if out["attack_threads"] < 0:
+        raise ProfileError(f"{source}: key 'attack_threads' must be >= 0 (0 = torch's default)")
     if out["batch_size"] < 0:
         raise ProfileError(f"{source}: key 'batch_size' must be >= 0 (0 = auto)")
     if out["batch_size"] == 0:

@@ -59,7 +59,7 @@ VERSION = 3
 
 #: Profile keys that determine the normal images of a classifier (with the classifier's name).
 NORMAL_KEYS = ("corpus", "imagenet_dir", "imagenet_labels", "n_candidates", "n_normal", "crops_per_photo",
-               "save_format", "seed", "batch_size")
+               "save_format", "seed", "batch_size", "attack_threads")
 
 
 @dataclass(frozen=True)
@@ -158,6 +158,11 @@ def build_normal(params: dict, classifier: str, model: torch.nn.Module, device: 
     out = normal_table_path(params, classifier)
     if out.exists():
         return _check_cached_normal(read_table(out), params, out)
+    with config.torch_threads(params["attack_threads"] or None):
+        return _build_normal(params, classifier, model, root, out)
+
+
+def _build_normal(params: dict, classifier: str, model: torch.nn.Module, root: Path, out: Path) -> pd.DataFrame:
     fmt = params["save_format"]
     items = candidate_items(params)
     images, items, failures = data.read_images(items, progress=True)
@@ -202,10 +207,10 @@ def assign_attacks(n_images: int, attacks: list[str], per_image: int) -> list[li
 def shard_key(params: dict, classifier: str, attack: str, chunk: int, normal: pd.DataFrame) -> str:
     """The key of one shard: a hash of what its result depends on: its images (ids, pixel
     hashes, labels, top-1), the attack and its options, the file format, the seed, the batch
-    size, the resolved device and :data:`VERSION`. ``normal``: the shard's rows of the normal table."""
+    size, ``attack_threads``, the resolved device and :data:`VERSION`. ``normal``: the shard's rows of the normal table."""
     images = normal[["image_id", "sha256", "label", "top1"]].astype(str).to_numpy().tolist()
     return config.fingerprint(VERSION, classifier, attack, chunk, images, params["attack_options"].get(attack, {}),
-                              params["save_format"], params["seed"], params["batch_size"],
+                              params["save_format"], params["seed"], params["batch_size"], params["attack_threads"],
                               config.resolve_device(params["device"]))
 
 
@@ -261,14 +266,20 @@ def run_shard(params: dict, shard: Shard, model: torch.nn.Module | None = None) 
     is done). Per image: ``success_raw/rounded`` at its final setting (from the attack),
     ``success_saved`` re-checked from the file, and ``psnr`` (dB), ``ssim``, ``l2`` ([0, 1]
     scale, over all 3x224x224 values) and ``linf`` (8-bit levels) of the file's pixels against
-    the saved normal image.
+    the saved normal image. Runs on ``attack_threads`` torch threads (fixed: the results do not
+    depend on the machine's core count).
     """
-    from . import attacks
-
     root = config.out_dirs(params)["store"]
     out = shard.path(root)
     if out.exists():
         return read_table(out)
+    with config.torch_threads(params["attack_threads"] or None):
+        return _run_shard(params, shard, model, root, out)
+
+
+def _run_shard(params: dict, shard: Shard, model: torch.nn.Module | None, root: Path, out: Path) -> pd.DataFrame:
+    from . import attacks
+
     device = config.resolve_device(params["device"])
     model = model if model is not None else models.load_classifier(shard.classifier, device)
     normal = read_table(normal_table_path(params, shard.classifier)).set_index("image_id").loc[list(shard.image_ids)]
@@ -363,6 +374,63 @@ def table1(attacked: pd.DataFrame, attack_order: list[str]) -> pd.DataFrame:
     t = t.sort_values(keys).reset_index(drop=True)
     t["attack"] = t["attack"].astype(str)
     return t[TABLE1_COLUMNS]
+
+
+#: The counts of Table 1 that must reproduce on another machine.
+TABLE1_COUNTS = ["attacked", "success_raw", "success_rounded", "success_saved"]
+
+#: How far a Table 1 count may move between machines: ``|ours - reference| <= max(abs, rel *
+#: attacked)`` per attack and count. Boundary cases (an image just across the top-5 boundary
+#: after rounding and JPEG) flip with the tiny floating-point differences between CPU
+#: instruction sets, thread counts and library builds; README "Reproducibility" gives the
+#: measured spread this tolerance covers.
+TABLE1_TOLERANCE = {"abs": 2, "rel": 0.10}
+
+
+def reference_table1_path(profile: str) -> Path:
+    """The committed reference Table 1 of a profile (``tests/reference/<profile>/``)."""
+    return config.ROOT / "tests" / "reference" / profile / "table1_attack_success.csv"
+
+
+def compare_table1(ours: pd.DataFrame, reference: pd.DataFrame, tolerance: dict | None = None) -> pd.DataFrame:
+    """One row per (classifier, attack, count) of :data:`TABLE1_COUNTS`: ``ours``,
+    ``reference``, ``diff``, ``allowed`` (:data:`TABLE1_TOLERANCE`) and ``ok``. An attack
+    missing from either table is a difference that is never ok."""
+    tol = tolerance or TABLE1_TOLERANCE
+    keys = ["classifier", "attack"]
+    m = ours[keys + TABLE1_COUNTS].merge(reference[keys + TABLE1_COUNTS], on=keys, how="outer",
+                                         suffixes=("_ours", "_ref"))
+    rows = []
+    for _, r in m.iterrows():
+        n = max(r["attacked_ours"], r["attacked_ref"])
+        allowed = max(tol["abs"], tol["rel"] * n) if n == n else 0
+        for c in TABLE1_COUNTS:
+            a, b = r[f"{c}_ours"], r[f"{c}_ref"]
+            diff = abs(a - b) if a == a and b == b else np.nan
+            rows.append({"classifier": r["classifier"], "attack": r["attack"], "count": c, "ours": a, "reference": b,
+                         "diff": diff, "allowed": allowed, "ok": bool(diff == diff and diff <= allowed)})
+    return pd.DataFrame(rows)
+
+
+def check_table1_reference(t1: pd.DataFrame, params: dict) -> str:
+    """Compare a run's Table 1 with its profile's committed reference (:func:`reference_table1_path`)
+    within :data:`TABLE1_TOLERANCE`; raise ``AssertionError`` listing the counts beyond it.
+    Returns a one-line summary (also when there is nothing to compare with: parameters that
+    differ from the profile's file, or no reference for the profile)."""
+    if config.run_name(params) != params["profile"]:
+        return "Table 1: parameters differ from the profile's file, no reference to compare with"
+    path = reference_table1_path(params["profile"])
+    if not path.exists():
+        return f"Table 1: no reference for profile '{params['profile']}' ({path})"
+    cmp = compare_table1(t1, read_table(path))
+    where = path.relative_to(config.ROOT) if path.is_relative_to(config.ROOT) else path
+    bad = cmp[~cmp["ok"]]
+    if len(bad):
+        raise AssertionError(f"Table 1 differs from {where} beyond the tolerance {TABLE1_TOLERANCE}:\n"
+                             f"{bad.to_string(index=False)}\n(if a code change moved the numbers on purpose, "
+                             f"bump dataset.VERSION and copy the new table to {where})")
+    return (f"Table 1 matches {where} within the tolerance {TABLE1_TOLERANCE}: {int((cmp['diff'] == 0).sum())} "
+            f"of {len(cmp)} counts identical, largest difference {int(cmp['diff'].max())}")
 
 
 # --------------------------------------------------------------------------- driver

@@ -25,16 +25,22 @@ def _save(fig, path: str | Path) -> Path:
     return path
 
 
+#: Axis labels with units.
+UNITS = {"psnr": "PSNR (dB)", "ssim": "SSIM (0-1)"}
+
+
 def _mean_min_max_bars(ax, values: pd.DataFrame, by: str, col: str, order: list[str], color: str,
                        rotation: int) -> None:
-    """Bars of the mean of ``col`` per ``by`` group (in ``order``), error bars from min to max."""
-    g = values.replace([np.inf], np.nan).groupby(by)[col].agg(["mean", "min", "max"]).reindex(order)
+    """Bars of the mean of ``col`` per ``by`` group (in ``order``), error bars from min to max;
+    each tick label carries its group's n (images with a finite value)."""
+    g = values.replace([np.inf], np.nan).groupby(by)[col].agg(["mean", "min", "max", "count"]).reindex(order)
     x = np.arange(len(g))
     ax.bar(x, g["mean"], color=color, alpha=0.8)
     ax.errorbar(x, g["mean"], yerr=[g["mean"] - g["min"], g["max"] - g["mean"]], fmt="none", ecolor="k",
                 capsize=3, lw=1)
-    ax.set_xticks(x, g.index, rotation=rotation, ha="right")
-    ax.set_ylabel(col.upper())
+    ax.set_xticks(x, [f"{k} (n={int(c) if c == c else 0})" for k, c in zip(g.index, g["count"])],
+                  rotation=rotation, ha="right")
+    ax.set_ylabel(UNITS.get(col, col))
 
 
 def beside(ours: pd.DataFrame, theirs: pd.DataFrame, on: list[str], cols: list[str]) -> pd.DataFrame:
@@ -50,9 +56,13 @@ def fig3_psnr_ssim(manifest: pd.DataFrame, attacks: list[str], path: str | Path)
     adv = manifest[manifest["kind"] != "normal"]
     fig, axes = plt.subplots(1, 2, figsize=(11, 3.6))
     present = [a for a in attacks if a in set(adv["attack"])]
+    # the paper's text (Sect. 2.3): "the average PSNR was about 40 dB while the average SSIM was greater than 0.9"
+    paper = {"psnr": (40.0, "paper: average about 40 dB"), "ssim": (0.9, "paper: average above 0.9")}
     for ax, col, color in ((axes[0], "psnr", "tab:blue"), (axes[1], "ssim", "tab:red")):
         _mean_min_max_bars(ax, adv, "attack", col, present, color, rotation=45)
-        ax.set_title(f"{col.upper()} of adversarial vs normal image (n={len(adv)})")
+        ax.axhline(paper[col][0], color="k", ls=":", lw=1.2, label=paper[col][1])
+        ax.legend(fontsize=7, loc="lower left")
+        ax.set_title(f"{UNITS[col]} of adversarial vs normal image (n={len(adv)})", fontsize=9)
     return _save(fig, path)
 
 
@@ -133,21 +143,56 @@ def fig4_operation_effects(effects: pd.DataFrame, path: str | Path, by: str = "t
     vs non-targeted.
     """
     e = effects[effects["op"] != "original"].copy()
-    e["line"] = np.where(e["kind"] == "normal", "normal", "adversarial" if by == "type" else e["kind"])
-    g = e.groupby(["line", "op"])[["misclassified", "n"]].sum().reset_index()
+    e["images"] = np.where(e["kind"] == "normal", "normal", "adversarial" if by == "type" else e["kind"])
+    n = e[e["op"] == e["op"].iloc[0]].groupby("images")["n"].sum()
+    e["images"] = e["images"].map(lambda k: f"{k} (n={n[k]})")
+    g = e.groupby(["images", "op"])[["misclassified", "n"]].sum().reset_index()
     g["pct"] = 100 * g["misclassified"] / g["n"]
     g = g.merge(_op_axis(sorted(set(g["op"]), key=list(e["op"]).index)), on="op")
     groups = [k for k in GROUP_TITLES if k in set(g["group"])]
     fig, axes = plt.subplots(1, len(groups), figsize=(3.4 * len(groups), 3.2), sharey=True, squeeze=False)
     for ax, grp in zip(axes[0], groups):
         s = g[g["group"] == grp]
-        sns.lineplot(data=s, x="value", y="pct", hue="line", marker="o", ax=ax, legend=ax is axes[0, 0])
+        sns.lineplot(data=s, x="value", y="pct", hue="images", marker="o", ax=ax, legend=False)
+        if by == "type":  # the paper's ResNet-50 at the operations of its Table 3, same quantity
+            for kind, style in (("normal", dict(color="tab:orange")), ("adversarial", dict(color="tab:blue"))):
+                ref = _paper_fig4(kind)
+                ref = ref[ref["group"] == grp]
+                if len(ref):
+                    ax.plot(ref["value"], ref["pct"], ls=":", marker="x", ms=6, lw=1.2, **style)
         ax.set_xlabel(GROUP_TITLES[grp])
         ax.set_ylabel("% misclassified (label not in top-5)")
         if grp == "jpeg":
             ax.invert_xaxis()
-    fig.suptitle("Effect of the operations on normal and adversarial images (all classifiers)", y=1.03)
+    from matplotlib.lines import Line2D
+
+    labels = sorted(set(g["images"]))
+    colors = dict(zip(labels, sns.color_palette(n_colors=len(labels))))
+    handles = [Line2D([], [], color=colors[k], marker="o", label=f"ours: {k}") for k in labels]
+    if by == "type":
+        handles += [Line2D([], [], color=c, ls=":", marker="x", label=f"paper, ResNet-50 (Table 3): {k}")
+                    for k, c in (("adversarial", "tab:blue"), ("normal", "tab:orange"))]
+    fig.legend(handles=handles, fontsize=7, loc="upper center", bbox_to_anchor=(0.5, 0.0), ncol=min(4, len(handles)),
+               frameon=False)
+    clfs = ", ".join(sorted(set(effects["classifier"])))
+    fig.suptitle(f"Effect of the operations on normal and adversarial images (classifier{'s' if ',' in clfs else ''}: "
+                 f"{clfs})", y=1.03)
     return _save(fig, path)
+
+
+def _paper_fig4(kind: str) -> pd.DataFrame:
+    """The paper's Table 3 (ResNet-50) as % misclassified per operation, for normal images or all
+    adversarial images together: columns op, group, value, pct (the 13 operations it reports)."""
+    from . import paper
+
+    t = paper.TABLE3_RESNET50.rename(columns=paper.TABLE3_OPS).drop(columns=["jpeg_20", "original"])
+    if kind == "normal":
+        pct = 100 * t.loc["normal"] / 1000
+    else:
+        adv = t.drop(index="normal")
+        pct = 100 * adv.sum() / paper.TABLE3_RESNET50.drop(index="normal")["original"].sum()
+    out = pd.DataFrame({"op": pct.index, "pct": pct.to_numpy()})
+    return out.merge(_op_axis(list(out["op"])), on="op")
 
 
 def fig_restored_heatmap(effects: pd.DataFrame, path: str | Path, attacks: list[str]) -> Path:
@@ -156,6 +201,8 @@ def fig_restored_heatmap(effects: pd.DataFrame, path: str | Path, attacks: list[
     g = e.groupby(["set", "op"])[["restored", "n"]].sum()
     pct = (100 * g["restored"] / g["n"]).unstack("op")
     pct = pct.reindex(index=[a for a in attacks if a in pct.index], columns=list(dict.fromkeys(e["op"])))
+    n = e[e["op"] == e["op"].iloc[0]].groupby("set")["n"].sum()
+    pct.index = [f"{a} (n={n[a]})" for a in pct.index]
     fig, ax = plt.subplots(figsize=(0.32 * pct.shape[1] + 2, 0.4 * pct.shape[0] + 1.5))
     sns.heatmap(pct, cmap="viridis", vmin=0, vmax=100, ax=ax, cbar_kws={"label": "% original top-1 restored"})
     ax.set_xlabel("")
@@ -250,16 +297,19 @@ def fig5_heuristic(d, path: str | Path, params: dict, n: int = 4) -> Path:
 
     voted, s_qf, _ = correct.heuristic_steps(d.top5[:, 1:], d.op_names, params["heuristic_qfs"],
                                              groups=params["correction_groups"])
-    kinds = d.manifest["kind"].to_numpy()
-    picks = list(np.flatnonzero(kinds == "normal")[:1]) + list(np.flatnonzero(kinds != "normal")[: n - 1])
+    kinds, attack = d.manifest["kind"].to_numpy(), d.manifest["attack"].to_numpy()
+    picks = list(np.flatnonzero(kinds == "normal")[:1])
+    for a in dict.fromkeys(attack[kinds != "normal"]):  # adversarial examples of distinct attacks
+        if len(picks) < n:
+            picks.append(int(np.flatnonzero(attack == a)[0]))
     fig, axes = plt.subplots(1, len(picks), figsize=(3.3 * len(picks), 3.2), squeeze=False)
     colors = {"max": "tab:green", "median": "tab:blue", "2ndmin": "tab:orange", "min": "tab:red"}
     for ax, i in zip(axes[0], picks):
         ax.bar(range(5), np.nan_to_num(s_qf[i], nan=0), color="lightgrey")
         ax.set_xticks(range(5), [str(v) for v in voted[i]], rotation=45)
-        for k, c in colors.items():
+        for j, (k, c) in enumerate(colors.items()):  # coinciding lines stay visible: wider ones first
             q = correct.choose_qf(s_qf[i:i + 1], k)[0]
-            ax.axhline(q, color=c, ls="--", lw=1, label=f"{k} = {q}")
+            ax.axhline(q, color=c, ls=(0, (4, 2)), lw=4.0 - 0.9 * j, alpha=0.9, label=f"{k} = {q}")
         ax.set_ylim(min(params["heuristic_qfs"]) - 5, 101)
         ax.set_title(f"{d.manifest['attack'].iat[i]} (label {d.manifest['label'].iat[i]})", fontsize=9)
         ax.set_xlabel("voted top-5 label")
@@ -340,7 +390,16 @@ def fig8_quality(quality: pd.DataFrame, path: str | Path) -> Path:
     order = list(dict.fromkeys(quality["method"]))
     for ax, col, color in ((axes[0], "psnr", "tab:blue"), (axes[1], "ssim", "tab:red")):
         _mean_min_max_bars(ax, quality, "method", col, order, color, rotation=30)
-    fig.suptitle("Corrected adversarial images vs their normal source", y=1.02)
+    # the paper's Fig. 8 (Sect. 5.3.2): "the heuristic - min approach had higher PSNR and SSIM than the
+    # fixed QF approach"; we say whether that holds here
+    means = quality.groupby("method")[["psnr", "ssim"]].mean()
+    fixed = [m for m in means.index if m.startswith("QF ")]
+    for ax, col in ((axes[0], "psnr"), (axes[1], "ssim")):
+        if "Heuristic - min" in means.index and fixed:
+            ok = means.loc["Heuristic - min", col] > means.loc[fixed, col].max()
+            ax.set_title(f"paper: heuristic-min above every fixed QF; here: {'yes' if ok else 'no'} "
+                         f"(best fixed: {means.loc[fixed, col].idxmax()})", fontsize=8)
+    fig.suptitle("Corrected adversarial images vs their normal source (mean, min-max bars)", y=1.02)
     return _save(fig, path)
 
 
@@ -348,9 +407,17 @@ def fig9_qf_histogram(qf: np.ndarray, is_adv: np.ndarray, path: str | Path) -> P
     """Fig. 9: histogram of the QFs chosen by heuristic-min, normal vs adversarial (% of each)."""
     df = pd.DataFrame({"QF": qf, "type": np.where(is_adv, "adversarial", "normal")})
     counts = df.groupby(["type", "QF"]).size().rename("n").reset_index()
-    counts["pct"] = 100 * counts["n"] / counts.groupby("type")["n"].transform("sum")
+    total = counts.groupby("type")["n"].transform("sum")
+    counts["pct"] = 100 * counts["n"] / total
+    counts["type"] = counts["type"] + " (n=" + total.astype(str) + ")"
     fig, ax = plt.subplots(figsize=(7, 3.2))
     sns.barplot(data=counts, x="QF", y="pct", hue="type", ax=ax)
+    # the paper (Sect. 5.3.2): normal images mostly got QF 100; more than two-thirds of the
+    # adversarial ones a QF from 75 to 95
+    normal_100 = 100 * np.mean(qf[~is_adv] == 100) if (~is_adv).any() else np.nan
+    adv_75_95 = 100 * np.mean((qf[is_adv] >= 75) & (qf[is_adv] <= 95)) if is_adv.any() else np.nan
+    ax.set_title(f"paper: normal mostly QF 100, adversarial > 67% at QF 75-95; here: normal {normal_100:.0f}% "
+                 f"at QF 100, adversarial {adv_75_95:.0f}% at QF 75-95", fontsize=8)
     ax.set_ylabel("% of images")
     ax.set_xlabel("JPEG quality chosen by heuristic-min")
     return _save(fig, path)

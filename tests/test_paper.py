@@ -74,3 +74,43 @@ def test_table6_and_label_correction():
     assert {f"QF {q}" for q in correct.FIXED_QFS} | {f"Heuristic - {s}" for s in correct.QF_STRATEGIES} < set(t6.index)
     assert paper.LABEL_CORRECTION == {"adversarial_corrected": 89.91, "normal_harmed": 1.88}
     assert pytest.approx(100 - paper.LABEL_CORRECTION["normal_harmed"]) == 98.12  # "about 98.12%" (Sect. 5.3.1)
+
+
+def test_paper_beside_our_tables_in_the_same_units():
+    import pandas as pd
+
+    # Table 1: our success rate beside the paper's range over its four classifiers (of 1,000 images)
+    t1 = pd.DataFrame({"classifier": "x", "kind": "targeted", "attack": ["lbfgs", "adef"], "attacked": [20, 10],
+                       "success_raw": [10, 1], "success_rounded": [9, 1], "success_saved": [9, 0],
+                       "median_l2": [1.0, np.nan], "median_linf": [3.0, np.nan], "median_psnr": [40.0, np.nan]})
+    b1 = paper.beside_table1(t1).set_index("attack")
+    assert b1.loc["lbfgs", "success_saved_pct"] == 45.0
+    assert (b1.loc["lbfgs", "paper_success_pct_min"], b1.loc["lbfgs", "paper_success_pct_max"]) == (22.9, 62.3)
+    assert b1.loc["adef", "paper_success_pct_max"] == 0.4 and b1["attacked"].dtype == np.int64
+    # Table 4/5: fractions become percent with _pct names, CI bounds stay two numeric columns
+    t4 = pd.DataFrame({"detector": ["svm", "svm"], "group": ["all", "blur"], "feature": ["diff", "count"],
+                       "accuracy": [0.845, 0.5], "accuracy_ci_low": [0.8, 0.4], "accuracy_ci_high": [0.9, 0.6],
+                       "auc": [0.87, 0.5], "n_images": [284.0, 284.0], "n_photos": [83.0, 83.0]})
+    b4 = paper.beside_table4(t4)
+    assert list(b4.columns) == ["detector", "group", "feature", "accuracy_pct", "accuracy_pct_ci_low",
+                                "accuracy_pct_ci_high", "auc", "n_images", "n_photos", "paper_accuracy_pct"]
+    assert b4.accuracy_pct.tolist() == pytest.approx([84.5, 50.0]) and b4.auc.tolist() == [0.87, 0.5]
+    assert b4.paper_accuracy_pct.tolist() == [94.20, 87.35] and b4.n_photos.dtype == np.int64
+    t5 = pd.DataFrame({"scenario": "seen (combination)", "accuracy": [0.8, 0.7, 0.6], "eer": [0.2, 0.3, np.nan],
+                       "detector": ["SVM - differences feature", "Feature squeezing (paper threshold 1.2128)",
+                                    "EfficientNet-Lite0 (fine-tuning)"]})
+    b5 = paper.beside_table5(t5)
+    assert b5.paper_accuracy_pct.tolist()[:2] == [94.20, 83.97] and np.isnan(b5.paper_accuracy_pct.iloc[2])
+    assert b5.paper_eer_pct.iloc[0] == 9.67 and b5.eer_pct.iloc[0] == pytest.approx(20.0)
+    # Table 3: the paper's ResNet-50 counts as percent of its sets (1,000 normal; an attack's successes)
+    t3 = pd.DataFrame({"classifier": "x", "set": ["normal", "bim", "bim"], "kind": ["normal", "targeted", "targeted"],
+                       "op": ["jpeg_40", "jpeg_80", "blur_3"], "n": [10, 5, 5], "misclassified": [1, 2, 3]})
+    b3 = paper.beside_table3(t3)
+    assert b3.paper_n.tolist() == [1000, 431, 431]
+    assert b3.paper_misclassified_pct.tolist() == pytest.approx([4.6, 100 * 47 / 431, 100 * 65 / 431])
+    # Table 6: percent columns named as such, the paper's beside
+    t6 = pd.DataFrame({"method": ["Heuristic - min", "Heuristic - min (top-1 match)"], "normal": [98.8, 92.8],
+                       "adversarial": [75.1, 67.7], "n_normal": [83, 83]})
+    b6 = paper.beside_table6(t6)
+    assert b6.paper_adversarial_pct.iloc[0] == 88.98 and np.isnan(b6.paper_adversarial_pct.iloc[1])
+    assert {"normal_pct", "adversarial_pct", "paper_normal_pct"} <= set(b6.columns)
