@@ -61,8 +61,11 @@ def test_build_resume_and_failures(params, tmp_path, model, monkeypatch):
     seeds = {}
     run_attack = attacks.run_attack
 
-    def spy(name, *args, **kwargs):  # record the seed each shard passes to the attack
+    threads = []
+
+    def spy(name, *args, **kwargs):  # record the seed each shard passes to the attack, and its threads
         seeds.setdefault(name, []).append(kwargs["seed"])
+        threads.append(torch.get_num_threads())
         return run_attack(name, *args, **kwargs)
 
     monkeypatch.setattr(attacks, "run_attack", spy)
@@ -77,6 +80,8 @@ def test_build_resume_and_failures(params, tmp_path, model, monkeypatch):
     for attack in ("fgsm", "bim"):
         assert seeds[attack] == [dataset.shard_seed(params, s) for s in shards if s.attack == attack]
     assert len(set(seeds["fgsm"] + seeds["bim"])) == 4
+    # the attacks run on the profile's fixed thread count (this module's fixture sets 1), restored after
+    assert params["attack_threads"] == 2 and threads == [2] * 4 and torch.get_num_threads() == 1
     # files: attacked.csv / attempts.csv next to the manifest, one attempt log per shard
     pd.testing.assert_frame_equal(dataset.read_table(root / "attacked.csv"), attacked)
     pd.testing.assert_frame_equal(dataset.read_table(root / "attempts.csv"), attempts)
