@@ -14,6 +14,43 @@ IEICE Trans. Inf. & Syst., 2022. One module per concept:
 - ``detect``: the detectors (``DETECTORS``)
 - ``correct``: label and image correction
 - ``report``: tables and figures
+- ``detector``: :class:`Detector`, the method as one object; ``api``: the functions below
+
+The public API (``advlib.__all__``), for your own classifier and images::
+
+    clf = advlib.load_classifier("efficientnet_lite0")          # or advlib.wrap(model, mean, std)
+    det = advlib.Detector(clf, feature="diff", ops="all", estimator="svm").fit(images, is_adversarial)
+    scores, flags = det.score(images), det.detect(images)
+    labels = advlib.correct_labels(clf, images)                  # voted top-5 (Sect. 5.1)
+    fixed, qf = advlib.correct_images(clf, images, strategy="min")   # JPEG heuristic (Sect. 5.2)
+    adv = advlib.attack("pgd", clf, images)                      # the dataset's attacks and criteria
+
+Importing advlib loads nothing heavy and changes no global state: the names are resolved on
+first use.
 """
 
 __version__ = "0.1.0"
+
+#: name -> module that defines it
+_EXPORTS = {
+    "Detector": "detector",
+    "load_classifier": "api", "wrap": "api", "load_images": "api", "predict_top5": "api",
+    "correct_labels": "api", "correct_images": "api", "attack": "api",
+    "load_profile": "config",
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str):
+    if name in _EXPORTS:
+        import importlib
+
+        value = getattr(importlib.import_module(f"{__name__}.{_EXPORTS[name]}"), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module 'advlib' has no attribute {name!r}")
+
+
+def __dir__():
+    return sorted(set(globals()) | set(__all__))

@@ -404,6 +404,11 @@ def _foolbox(name: str, targeted: bool, attack_cls, **options: Any) -> AttackSpe
                       _epsilon_runner(attack_cls, keys), options)
 
 
+#: Register a Foolbox 3 fixed-epsilon attack: ``ATTACKS[name] = foolbox_attack(name, targeted,
+#: fb.attacks.SomeAttack, epsilons=(...), **constructor_options)`` (README, "Extending advlib").
+foolbox_attack = _foolbox
+
+
 def _own(name: str, targeted: bool, library: str, runner: Callable, **options: Any) -> AttackSpec:
     return AttackSpec(name, targeted, library, runner, options)
 

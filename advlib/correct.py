@@ -164,9 +164,9 @@ def jpeg_correct(images: torch.Tensor, qf: int | Sequence[int] | np.ndarray) -> 
     """Fixed-QF image correction: JPEG-compress uint8 (N, 3, H, W) ``images`` at quality ``qf``.
 
     ``qf`` is one int or one per image (N,); images are grouped by QF and coded with
-    ``advlib.ops.apply(f"jpeg_{qf}", ...)`` (Pillow, exact). Returns uint8 (N, 3, H, W).
+    ``advlib.ops.apply(jpeg_name(qf), ...)`` (Pillow, exact). Returns uint8 (N, 3, H, W).
     """
-    from .ops import OPERATIONS, apply
+    from .ops import JPEG_QUALITIES, apply, jpeg_name
 
     if not isinstance(images, torch.Tensor) or images.dtype != torch.uint8 or images.dim() != 4:
         got = f"{images.dtype} {tuple(images.shape)}" if isinstance(images, torch.Tensor) else type(images).__name__
@@ -174,13 +174,13 @@ def jpeg_correct(images: torch.Tensor, qf: int | Sequence[int] | np.ndarray) -> 
     qfs = np.broadcast_to(np.asarray(qf), (len(images),)) if np.ndim(qf) == 0 else np.asarray(qf)
     if qfs.shape != (len(images),) or not np.issubdtype(qfs.dtype, np.integer):
         raise ValueError(f"qf must be an int or N={len(images)} ints, got {qfs.dtype} {qfs.shape}")
-    missing = sorted({int(q) for q in qfs if f"jpeg_{int(q)}" not in OPERATIONS})
+    missing = sorted({int(q) for q in qfs if int(q) not in JPEG_QUALITIES})
     if missing:
         raise ValueError(f"qf {missing} has no JPEG operation (advlib.ops has jpeg_100 ... jpeg_25)")
     out = torch.empty_like(images)
     for q in np.unique(qfs):
         idx = torch.from_numpy(np.flatnonzero(qfs == q)).to(images.device)
-        out[idx] = apply(f"jpeg_{int(q)}", images[idx])
+        out[idx] = apply(jpeg_name(q), images[idx])
     return out
 
 
@@ -201,11 +201,13 @@ def heuristic_qf_set(after: Any, op_names: Sequence[str], corrected: Any,
         raise ValueError(f"corrected must be (N, 5) = ({len(arr)}, 5), got {corr.shape}")
     if not 1 <= rank <= 5:
         raise ValueError(f"rank must be 1..5, got {rank}")
+    from .ops import JPEG_QUALITIES, jpeg_name
+
     qs = sorted({int(q) for q in qfs}, reverse=True)
-    missing = [q for q in qs if f"jpeg_{q}" not in op_names]
+    missing = [q for q in qs if q not in JPEG_QUALITIES or jpeg_name(q) not in op_names]
     if missing:
         raise ValueError(f"qfs: op_names has no jpeg op for QF {missing}")
-    cols = [list(op_names).index(f"jpeg_{q}") for q in qs]
+    cols = [list(op_names).index(jpeg_name(q)) for q in qs]
     top = arr[:, cols, :rank]  # (N, Q, rank)
     match = (corr[:, :, None, None] == top[:, None, :, :]).any(axis=3) & (corr[:, :, None] >= 0)  # (N, 5, Q)
     found = match.any(axis=2)

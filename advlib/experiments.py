@@ -448,7 +448,9 @@ def jpeg_top5(after: np.ndarray, op_names: list[str], qf) -> np.ndarray:
     """The cached top-5 of each image under JPEG at its quality ``qf`` (an int or one per image):
     ``after`` (N, n_ops, 5) -> (N, 5). The JPEG-corrected image *is* that operation's output."""
     qf = np.broadcast_to(np.asarray(qf), (len(after),))
-    cols = [op_names.index(f"jpeg_{int(q)}") for q in qf]
+    from .ops import jpeg_name
+
+    cols = [op_names.index(jpeg_name(q)) for q in qf]
     return after[np.arange(len(after)), cols]
 
 

@@ -78,6 +78,29 @@ GROUPS["jpeg+scaling"] = GROUPS["jpeg"] + GROUPS["scaling"]
 GROUPS["all"] = list(OPERATIONS)
 
 
+def jpeg_name(quality: int) -> str:
+    """The name of the JPEG operation at ``quality`` (``75`` -> ``"jpeg_75"``); the one place
+    such names are built. ``KeyError`` if the registry has no such operation."""
+    name = f"jpeg_{int(quality)}"
+    if name not in OPERATIONS:
+        raise KeyError(f"no JPEG operation at quality {quality} (qualities: {', '.join(map(str, JPEG_QUALITIES))})")
+    return name
+
+
+def names_of(groups: str | list[str] | tuple[str, ...]) -> list[str]:
+    """Operation names of ``groups`` (group names of :data:`GROUPS` and/or operation names), in
+    the registry's (the paper's) order, each once."""
+    wanted: set[str] = set()
+    for g in (groups,) if isinstance(groups, str) else groups:
+        if g in GROUPS:
+            wanted.update(GROUPS[g])
+        elif g in OPERATIONS:
+            wanted.add(g)
+        else:
+            raise KeyError(f"{g!r} is neither an operation group ({', '.join(GROUPS)}) nor an operation")
+    return [n for n in OPERATIONS if n in wanted]
+
+
 def _op(name: str) -> Operation:
     if name not in OPERATIONS:
         raise KeyError(f"unknown operation {name!r} (known: {', '.join(OPERATIONS)})")
@@ -252,7 +275,7 @@ def _jpeg_round_trip(image: torch.Tensor, quality: int) -> torch.Tensor:
     libjpeg-turbo through Pillow if torchvision has none)."""
     codec = _jpeg_codec()
     if codec is None:
-        return _from_pil(apply_pil(f"jpeg_{quality}", _to_pil(image)))
+        return _from_pil(apply_pil(jpeg_name(quality), _to_pil(image)))
     encode, decode = codec
     return decode(encode(image, quality=quality))
 

@@ -4,15 +4,36 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import functools
+
 import matplotlib
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
+import seaborn as sns
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-import pandas as pd  # noqa: E402
-import seaborn as sns  # noqa: E402
 
-sns.set_theme(style="whitegrid", context="paper")
+def theme() -> dict:
+    """The figures' look as matplotlib rc settings: seaborn's whitegrid style, paper context and
+    deep palette. Applied only while a figure of this module is drawn (:func:`styled`):
+    importing ``advlib.report`` changes no global state (backend, rcParams, seaborn theme)."""
+    from cycler import cycler
+
+    rc = {**sns.axes_style("whitegrid"), **sns.plotting_context("paper")}
+    rc["axes.prop_cycle"] = cycler(color=sns.color_palette("deep"))
+    rc["font.family"] = ["sans-serif"]
+    return rc
+
+
+def styled(func):
+    """Draw ``func``'s figure under :func:`theme`, leaving the caller's settings as they were."""
+
+    @functools.wraps(func)
+    def wrapper(*args, **kwargs):
+        with matplotlib.rc_context(theme()):
+            return func(*args, **kwargs)
+
+    return wrapper
 
 
 def _save(fig, path: str | Path) -> Path:
@@ -51,6 +72,7 @@ def beside(ours: pd.DataFrame, theirs: pd.DataFrame, on: list[str], cols: list[s
     return out[order]
 
 
+@styled
 def fig3_psnr_ssim(manifest: pd.DataFrame, attacks: list[str], path: str | Path) -> Path:
     """Fig. 3: mean PSNR and SSIM per attack (bars), min and max (error bars)."""
     adv = manifest[manifest["kind"] != "normal"]
@@ -71,6 +93,7 @@ def _amplified(diff: np.ndarray) -> np.ndarray:
     return d / max(d.max(), 1)
 
 
+@styled
 def fig_examples(root: Path, manifest: pd.DataFrame, path: str | Path, n: int = 6) -> Path:
     """Example images: normal, adversarial, and the amplified absolute difference, one attack each."""
     from PIL import Image
@@ -136,6 +159,7 @@ GROUP_TITLES = {"jpeg": "JPEG quality", "scaling": "scale factor", "blur": "Gaus
                 "rotation": "rotation (degrees)"}
 
 
+@styled
 def fig4_operation_effects(effects: pd.DataFrame, path: str | Path, by: str = "type") -> Path:
     """Fig. 4: % of images misclassified (label not in top-5) after each operation, all classifiers.
 
@@ -195,6 +219,7 @@ def _paper_fig4(kind: str) -> pd.DataFrame:
     return out.merge(_op_axis(list(out["op"])), on="op")
 
 
+@styled
 def fig_restored_heatmap(effects: pd.DataFrame, path: str | Path, attacks: list[str]) -> Path:
     """Heatmap attack x operation: % of adversarial images whose original top-1 is restored."""
     e = effects[(effects["kind"] != "normal") & (effects["op"] != "original")]
@@ -212,6 +237,7 @@ def fig_restored_heatmap(effects: pd.DataFrame, path: str | Path, attacks: list[
 
 # --------------------------------------------------------------------------- notebook 03
 
+@styled
 def fig_roc(scores: dict[str, tuple], path: str | Path, degenerate: set | frozenset = frozenset(),
             title: str = "ROC, seen attacks (out of fold, combination setting)") -> Path:
     """ROC curves: ``scores`` maps a label to ``(y_true, score)``; labels in ``degenerate``
@@ -240,6 +266,7 @@ def fig_roc(scores: dict[str, tuple], path: str | Path, degenerate: set | frozen
     return _save(fig, path)
 
 
+@styled
 def fig_detection_per_attack(per_attack: pd.DataFrame, path: str | Path, order: list[str],
                              degenerate: set | frozenset = frozenset(), col: str = "flagged_calibrated_pct") -> Path:
     """% of each attack's images flagged (out of fold), per detector ('none': normal images,
@@ -259,6 +286,7 @@ def fig_detection_per_attack(per_attack: pd.DataFrame, path: str | Path, order: 
     return _save(fig, path)
 
 
+@styled
 def fig_format_robustness(table: pd.DataFrame, path: str | Path) -> Path:
     """Flag rate of the detector on normal and adversarial images re-encoded in other formats."""
     fig, axes = plt.subplots(1, 2, figsize=(9, 3.4), sharey=True)
@@ -276,6 +304,7 @@ def fig_format_robustness(table: pd.DataFrame, path: str | Path) -> Path:
     return _save(fig, path)
 
 
+@styled
 def fig_fpr_confidence(prob: np.ndarray, score: np.ndarray, threshold: np.ndarray, path: str | Path) -> Path:
     """Normal images: the detector's out-of-fold score against the classifier's top-1 probability."""
     fig, ax = plt.subplots(figsize=(5.2, 3.8))
@@ -291,6 +320,7 @@ def fig_fpr_confidence(prob: np.ndarray, score: np.ndarray, threshold: np.ndarra
 
 # --------------------------------------------------------------------------- notebook 04
 
+@styled
 def fig5_heuristic(d, path: str | Path, params: dict, n: int = 4) -> Path:
     """Fig. 5: voted top-5 labels (Step 1), their QFs S_QF (Step 2), and the Step-3 candidates."""
     from . import correct
@@ -318,6 +348,7 @@ def fig5_heuristic(d, path: str | Path, params: dict, n: int = 4) -> Path:
     return _save(fig, path)
 
 
+@styled
 def fig6_label_correction(lc: pd.DataFrame, path: str | Path, attack_order: list[str],
                           paper: dict | None = None) -> Path:
     """Fig. 6: % of images whose label is in the voted top-5, per op set (top) and per attack and
@@ -358,6 +389,7 @@ def fig6_label_correction(lc: pd.DataFrame, path: str | Path, attack_order: list
     return _save(fig, path)
 
 
+@styled
 def fig7_examples(d, root: Path, qf_min: np.ndarray, path: str | Path, n: int = 5) -> Path:
     """Fig. 7: normal, corrected normal, adversarial, corrected adversarial (heuristic-min)."""
     from . import correct
@@ -384,6 +416,7 @@ def fig7_examples(d, root: Path, qf_min: np.ndarray, path: str | Path, n: int = 
     return _save(fig, path)
 
 
+@styled
 def fig8_quality(quality: pd.DataFrame, path: str | Path) -> Path:
     """Fig. 8: mean PSNR / SSIM of corrected adversarial images vs their normal source (min-max bars)."""
     fig, axes = plt.subplots(1, 2, figsize=(11, 3.4))
@@ -403,6 +436,7 @@ def fig8_quality(quality: pd.DataFrame, path: str | Path) -> Path:
     return _save(fig, path)
 
 
+@styled
 def fig9_qf_histogram(qf: np.ndarray, is_adv: np.ndarray, path: str | Path) -> Path:
     """Fig. 9: histogram of the QFs chosen by heuristic-min, normal vs adversarial (% of each)."""
     df = pd.DataFrame({"QF": qf, "type": np.where(is_adv, "adversarial", "normal")})

@@ -1,0 +1,209 @@
+"""The paper's detector as one object: operations, features and estimator together (Sect. 4).
+
+:class:`Detector` takes any classifier of [0, 1] pixels (``advlib.load_classifier`` or a model
+wrapped by ``advlib.wrap``), applies the operations of one group to each image, reads the
+classifier's top-5 labels before and after every operation, turns them into the counting or
+differences feature (:mod:`advlib.features`) and scores them with an estimator (a name of
+:data:`advlib.detect.DETECTORS` or any scikit-learn-API estimator with ``predict_proba``)::
+
+    det = Detector(clf, feature="diff", ops="all", estimator="svm")
+    det.fit(images, is_adversarial)          # uint8 (N, 3, H, W) or image file paths
+    scores = det.score(images)               # P(adversarial), float (N,)
+    flags = det.detect(images)               # scores >= det.threshold, bool (N,)
+    det.save("my_detector"); det = Detector.load("my_detector", clf)
+
+The estimator is saved in safe formats only (skops limited to scikit-learn types, or tensors
+read with ``weights_only``; :func:`advlib.detect.save_detector`), with metadata: classifier,
+operations, feature, group, threshold, a SHA-256 of the training data and what :meth:`fit` /
+:meth:`calibrate` measured. :meth:`Detector.load` refuses another classifier or another
+operation set, with a message that says which.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+import torch
+from torch import nn
+
+from . import detect, features, ops as _ops
+from .store import pixel_sha256
+
+#: Feature kinds, as :func:`advlib.features.feature_matrix` names them.
+FEATURES = features.FEATURE_KINDS
+#: Detectors of :data:`advlib.detect.DETECTORS` that take images, not features: every other
+#: registered name (the paper's four, ``stats_cnn``, and any you register) can be an estimator.
+IMAGE_DETECTORS = ("raw_resnet50", "raw_xception", "raw_efficientnet_lite0", "feature_squeezing")
+
+
+def feature_estimators() -> list[str]:
+    """Names of :data:`advlib.detect.DETECTORS` a :class:`Detector` can use as its estimator."""
+    return [n for n in detect.DETECTORS if n not in IMAGE_DETECTORS]
+
+
+def as_images(images: Any, name: str = "images") -> torch.Tensor:
+    """uint8 (N, 3, H, W) from a uint8 tensor or a sequence of image file paths (read as
+    :func:`advlib.data.load_image` does: 224x224 files as they are, others resize 256 + centre
+    crop 224). Anything else is a ``ValueError`` naming ``name``."""
+    from . import data
+
+    if isinstance(images, torch.Tensor):
+        if images.dtype != torch.uint8 or images.dim() != 4 or images.shape[1] != 3:
+            raise ValueError(f"{name} must be uint8 (N, 3, H, W), got {images.dtype} {tuple(images.shape)}")
+        return images
+    if isinstance(images, (str, os.PathLike)):
+        raise ValueError(f"{name}: give a list of paths, not one path ({images})")
+    paths = list(images)
+    if not all(isinstance(p, (str, os.PathLike)) for p in paths):
+        raise ValueError(f"{name} must be a uint8 tensor (N, 3, H, W) or a list of image file paths")
+    if not paths:
+        return torch.empty(0, 3, data.SIZE, data.SIZE, dtype=torch.uint8)
+    return torch.stack([data.load_image(p) for p in paths])
+
+
+def classifier_name(classifier: nn.Module) -> str:
+    """The name a classifier is saved under: its ``name`` attribute (``load_classifier`` and
+    ``wrap`` set it), else its class name."""
+    return getattr(classifier, "name", "") or type(classifier).__name__
+
+
+def data_sha256(images: torch.Tensor, labels: np.ndarray) -> str:
+    """SHA-256 of a training set: every image's pixel hash and its label, in order."""
+    h = hashlib.sha256()
+    for im, y in zip(images, labels):
+        h.update(pixel_sha256(im).encode())
+        h.update(b"1" if y else b"0")
+    return h.hexdigest()
+
+
+class Detector:
+    """Detect adversarial images with the paper's features (see the module docstring).
+
+    ``classifier``: a module taking float (B, 3, H, W) pixels in [0, 1] and returning (B, 1000)
+    logits. ``feature``: ``"count"`` or ``"diff"``. ``ops``: an operation group of
+    :data:`advlib.ops.GROUPS` (``"all"`` = the 38, ``"jpeg"``, ``"jpeg+scaling"``, ...).
+    ``estimator``: a name of :func:`feature_estimators` or an unfitted scikit-learn-API
+    estimator. ``threshold``: on P(adversarial) (0.5 as the paper; :meth:`calibrate` sets one
+    for a target false-positive rate). ``batch_size``, ``device``, ``workers``: as
+    :func:`advlib.features.top5_under_ops`; ``cache_dir``: its on-disk cache (None: none).
+    """
+
+    def __init__(self, classifier: nn.Module, *, feature: str = "diff", ops: str = "all",
+                 estimator: str | Any = "svm", threshold: float = 0.5, batch_size: int = 16,
+                 device: str | torch.device | None = None, workers: int = 0,
+                 cache_dir: str | os.PathLike | None = None):
+        if feature not in FEATURES:
+            raise ValueError(f"feature must be one of {FEATURES}, got {feature!r}")
+        if ops not in _ops.GROUPS:
+            raise ValueError(f"ops must be an operation group ({', '.join(_ops.GROUPS)}), got {ops!r}")
+        if isinstance(estimator, str) and estimator not in feature_estimators():
+            raise ValueError(f"unknown estimator {estimator!r} (feature estimators: {', '.join(feature_estimators())})")
+        if not isinstance(estimator, str) and not (hasattr(estimator, "fit") and hasattr(estimator, "predict_proba")):
+            raise TypeError("estimator must be a name of advlib.detect.DETECTORS or have fit() and predict_proba()")
+        if not 0 <= threshold <= 1:
+            raise ValueError(f"threshold must be in [0, 1] (a probability), got {threshold}")
+        self.classifier = classifier
+        self.feature, self.group, self.estimator = feature, ops, estimator
+        self.threshold = float(threshold)
+        self.batch_size, self.device, self.workers, self.cache_dir = batch_size, device, workers, cache_dir
+        self.op_names: list[str] = list(_ops.GROUPS[ops])
+        self.meta: dict[str, Any] = {}
+        self.estimator_: Any = None
+
+    # ------------------------------------------------------------------ features
+    def top5(self, images: Any) -> np.ndarray:
+        """int64 (N, 1 + n_ops, 5): the classifier's top-5 labels of each image, then under each
+        operation of the group (the paper's forward passes: 1 + n_ops per image)."""
+        x = as_images(images)
+        t = features.top5_under_ops(self.classifier, x, self.op_names, batch_size=self.batch_size,
+                                    device=self.device, cache_dir=self.cache_dir,
+                                    classifier=classifier_name(self.classifier), workers=self.workers,
+                                    progress=False)
+        return np.asarray(t)
+
+    def features(self, images: Any) -> np.ndarray:
+        """The detector's input: the ``feature`` of the group's operations, (N, d) int64."""
+        return features.feature_matrix(self.top5(images), self.feature, self.group, self.op_names)
+
+    # ------------------------------------------------------------------ learning
+    def fit(self, images: Any, is_adversarial: Sequence[bool] | np.ndarray) -> "Detector":
+        """Fit the estimator on ``images`` (uint8 (N, 3, H, W) or file paths) and their labels
+        (bool (N,), True = adversarial; both classes needed). Returns self."""
+        x = as_images(images)
+        y = np.asarray(is_adversarial).astype(bool)
+        if y.shape != (len(x),):
+            raise ValueError(f"is_adversarial must have one entry per image ({len(x)}), got shape {y.shape}")
+        if len(np.unique(y)) < 2:
+            raise ValueError("is_adversarial must hold both normal (False) and adversarial (True) images")
+        est = detect.make_detector(self.estimator) if isinstance(self.estimator, str) else self.estimator
+        est.fit(self.features(x), y.astype(np.int64))
+        self.estimator_ = est
+        self.meta = {"n_train": int(len(y)), "n_train_adversarial": int(y.sum()),
+                     "training_data_sha256": data_sha256(x, y)}
+        return self
+
+    def _fitted(self) -> Any:
+        if self.estimator_ is None:
+            raise RuntimeError("this Detector is not fitted: call fit() or Detector.load()")
+        return self.estimator_
+
+    def score(self, images: Any) -> np.ndarray:
+        """P(adversarial) of each image, float (N,)."""
+        return detect.detector_scores(self._fitted(), self.features(images))
+
+    def detect(self, images: Any) -> np.ndarray:
+        """bool (N,): score >= ``threshold``."""
+        return self.score(images) >= self.threshold
+
+    def calibrate(self, normal_images: Any, fpr: float = 0.05) -> float:
+        """Set ``threshold`` so that about ``fpr`` of ``normal_images`` (images the detector did
+        not see in training, for an honest rate) are flagged; returns it
+        (:func:`advlib.detect.calibrate_threshold`)."""
+        scores = self.score(normal_images)
+        self.threshold = float(detect.calibrate_threshold(scores, fpr))
+        self.meta.update(calibrated_fpr_target=float(fpr), calibration_n=int(len(scores)),
+                         calibration_fpr=float(np.mean(scores >= self.threshold)))
+        return self.threshold
+
+    # ------------------------------------------------------------------ persistence
+    def describe(self) -> dict[str, Any]:
+        """The metadata saved with the detector."""
+        est = self.estimator if isinstance(self.estimator, str) else type(self.estimator).__name__
+        return {"classifier": classifier_name(self.classifier), "ops": self.op_names, "group": self.group,
+                "feature": self.feature, "estimator": est, "threshold": self.threshold, **self.meta}
+
+    def save(self, path: str | os.PathLike) -> Path:
+        """Save the fitted estimator and :meth:`describe` into folder ``path`` (safe formats)."""
+        return detect.save_detector(self._fitted(), path, self.describe())
+
+    @classmethod
+    def load(cls, path: str | os.PathLike, classifier: nn.Module, **kwargs: Any) -> "Detector":
+        """A detector saved by :meth:`save`, for ``classifier`` (it must be the one it was trained
+        with, by name, and this library's operations must be the saved ones: else ``ValueError``).
+        ``kwargs``: ``batch_size``, ``device``, ``workers``, ``cache_dir``."""
+        meta = detect.read_meta(path)
+        name = classifier_name(classifier)
+        if meta.get("classifier") != name:
+            raise ValueError(f"detector {path} was trained for classifier {meta.get('classifier')!r}, "
+                             f"not {name!r}: its features would mean something else")
+        group = meta.get("group")
+        if group not in _ops.GROUPS or list(_ops.GROUPS[group]) != meta.get("ops"):
+            raise ValueError(f"detector {path} was trained on operations {meta.get('ops')} (group {group!r}), "
+                             f"which this advlib does not define the same way")
+        est = detect.load_detector(path, expect={"classifier": name, "ops": meta["ops"]})
+        det = cls(classifier, feature=meta["feature"], ops=group, estimator=meta.get("estimator", "svm"),
+                  threshold=meta.get("threshold", 0.5), **kwargs)
+        det.estimator_ = est
+        det.meta = {k: v for k, v in meta.items() if k not in ("classifier", "ops", "group", "feature", "estimator",
+                                                               "threshold")}
+        return det
+
+    def __repr__(self) -> str:
+        est = self.estimator if isinstance(self.estimator, str) else type(self.estimator).__name__
+        state = "fitted" if self.estimator_ is not None else "not fitted"
+        return (f"Detector({classifier_name(self.classifier)!r}, feature={self.feature!r}, ops={self.group!r}, "
+                f"estimator={est!r}, threshold={self.threshold:.4g}, {state})")

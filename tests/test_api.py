@@ -1,0 +1,130 @@
+"""The public API (``import advlib``) on real photos and the real default classifier, through
+public names only: the README's snippets run as they are written."""
+
+import json
+import re
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import torch
+
+import advlib
+
+README = advlib.load_profile.__globals__["ROOT"] / "README.md"
+
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
+
+
+def _snippet(heading: str) -> str:
+    """The first python code block after ``heading`` in the README."""
+    text = README.read_text()
+    start = text.index(heading)
+    return re.search(r"```python\n(.*?)```", text[start:], re.S).group(1)
+
+
+@pytest.fixture(scope="module")
+def paths():
+    """Eight real photos as files: the labelled ImageNet samples shipped in the foolbox wheel."""
+    from advlib import data
+
+    photos = [p for p in data.demo_photos() if p.package == "foolbox" and "imagenet" in str(p.path)]
+    return [str(p.path) for p in photos[:8]]
+
+
+def test_import_changes_no_global_state():
+    code = ("import sys, matplotlib; rc = dict(matplotlib.rcParams); import advlib; "
+            "assert 'torch' not in sys.modules, 'import advlib loaded torch'; "
+            "import advlib.report; assert dict(matplotlib.rcParams) == rc, 'rcParams changed'; "
+            "assert advlib.__all__ and all(getattr(advlib, n).__doc__ for n in advlib.__all__)")
+    subprocess.run([sys.executable, "-c", code], check=True, env={"PATH": "/usr/bin:/bin", "MPLBACKEND": "Agg"})
+
+
+def test_readme_snippet_runs_on_real_photos(paths, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    ns = {"paths": paths}
+    exec(_snippet("## Use it on your own images and classifier"), ns)
+    images, kept, x, det = ns["images"], ns["kept"], ns["x"], ns["det"]
+    assert images.dtype == torch.uint8 and images.shape == (8, 3, 224, 224)
+    assert 2 <= len(kept) <= 8  # PGD succeeds after saving on most confident photos
+    y = np.array(ns["is_adversarial"])
+    scores, flags = ns["scores"], ns["flags"]
+    assert scores.shape == (len(x),) and ((scores >= 0) & (scores <= 1)).all() and flags.dtype == bool
+    assert scores[y].mean() > scores[~y].mean()  # on its training images the detector separates the classes
+    np.testing.assert_allclose(det.score(x), scores)  # the reloaded detector scores the same
+    meta = json.loads((tmp_path / "my_detector" / "detector.json").read_text())["meta"]
+    assert meta["classifier"] == "efficientnet_lite0" and len(meta["ops"]) == 38 and meta["n_train"] == len(x)
+    assert len(meta["training_data_sha256"]) == 64
+    # label correction: the voted top-5 of the adversarial images holds their original top-1 for most
+    labels, fixed, qf = ns["labels"], ns["fixed"], ns["qf"]
+    top1 = advlib.predict_top5(ns["clf"], images)[:, 0][ns["adv"].success_saved]
+    assert labels.shape == (len(kept), 5) and (labels == top1[:, None]).any(1).mean() >= 0.5
+    assert fixed.dtype == torch.uint8 and fixed.shape == kept.shape
+    assert set(qf.tolist()) <= set(range(40, 101, 5))
+
+
+def test_detector_refuses_another_classifier_or_op_set(paths, tmp_path):
+    clf = advlib.load_classifier("efficientnet_lite0")
+    images = advlib.load_images(paths[:4])
+    noisy = images.clone()
+    noisy[:, :, ::2, ::2] = 255 - noisy[:, :, ::2, ::2]  # a stand-in second class: enough to fit and save
+    det = advlib.Detector(clf, feature="count", ops="jpeg", estimator="lda")
+    det.fit(torch.cat([images, noisy]), [False] * 4 + [True] * 4).save(tmp_path / "d")
+    other = advlib.wrap(clf.net, (0.5, 0.5, 0.5), (0.5, 0.5, 0.5), name="my_net")
+    with pytest.raises(ValueError, match="trained for classifier 'efficientnet_lite0', not 'my_net'"):
+        advlib.Detector.load(tmp_path / "d", other)
+    cfg = json.loads((tmp_path / "d" / "detector.json").read_text())
+    cfg["meta"]["ops"] = cfg["meta"]["ops"][:-1]
+    (tmp_path / "d" / "detector.json").write_text(json.dumps(cfg))
+    with pytest.raises(ValueError, match="operations"):
+        advlib.Detector.load(tmp_path / "d", clf)
+    with pytest.raises(ValueError, match="estimator"):
+        advlib.Detector(clf, estimator="raw_resnet50")
+    with pytest.raises(ValueError, match="both normal"):
+        advlib.Detector(clf, ops="jpeg").fit(images, [False] * 4)
+    with pytest.raises(RuntimeError, match="not fitted"):
+        advlib.Detector(clf, ops="jpeg").score(images)
+
+
+def test_calibrate_sets_the_threshold_for_a_false_positive_rate(paths):
+    from sklearn.linear_model import LogisticRegression
+
+    clf = advlib.load_classifier("efficientnet_lite0")
+    images = advlib.load_images(paths)
+    noisy = images.clone()
+    noisy[:, :, ::2, ::2] = 255 - noisy[:, :, ::2, ::2]
+    det = advlib.Detector(clf, feature="count", ops="scaling", estimator=LogisticRegression(max_iter=1000))
+    det.fit(torch.cat([images[:4], noisy[:4]]), [False] * 4 + [True] * 4)
+    t = det.calibrate(images[4:], fpr=0.25)
+    assert det.threshold == t and (det.score(images[4:]) >= t).mean() <= 0.25
+    assert det.meta["calibration_n"] == 4
+
+
+def test_wrap_gives_the_same_predictions(paths):
+    clf = advlib.load_classifier("efficientnet_lite0")
+    wrapped = advlib.wrap(clf.net, clf.mean.flatten().tolist(), clf.std.flatten().tolist(), name="again")
+    images = advlib.load_images(paths[:3])
+    np.testing.assert_array_equal(advlib.predict_top5(wrapped, images), advlib.predict_top5(clf, images))
+    with pytest.raises(ValueError, match="3 values"):
+        advlib.wrap(clf.net, (0.5,), (0.5,))
+
+
+def test_extending_advlib(paths, monkeypatch):
+    from advlib import attacks, detect
+
+    monkeypatch.setattr(attacks, "ATTACKS", dict(attacks.ATTACKS))
+    monkeypatch.setattr(detect, "DETECTORS", dict(detect.DETECTORS))
+    monkeypatch.setattr(detect, "PARAM_GRIDS", dict(detect.PARAM_GRIDS))
+    exec(_snippet("## Extending advlib"), {})
+    clf = advlib.load_classifier("efficientnet_lite0")
+    images = advlib.load_images(paths[:4])
+    out = advlib.attack("l2_pgd", clf, images)
+    assert out.adversarial.shape == images.shape and out.success_saved.any()
+    assert attacks.ATTACKS["l2_pgd"].library.startswith("foolbox")
+    x = torch.cat([images, out.adversarial[torch.from_numpy(out.success_saved)]])
+    y = [False] * 4 + [True] * int(out.success_saved.sum())
+    det = advlib.Detector(clf, feature="count", ops="jpeg", estimator="logreg").fit(x, y)
+    assert type(det.estimator_).__name__ == "LogisticRegression"
+    fitted, params, _ = detect.select_on_dev("logreg", det.features(x), y, det.features(x), y)
+    assert params["C"] in (1.0, 0.1)
