@@ -33,4 +33,4 @@ lab: venv
 	$(VENV)/bin/jupyter lab notebooks
 
 clean-smoke:
-	rm -rf data/smoke tables/smoke figures/smoke build/smoke
+	rm -rf data/smoke tables/smoke figures/smoke build/smoke data/smoke-* tables/smoke-* figures/smoke-* build/smoke-*

@@ -1,9 +1,10 @@
 """Profiles (``params/<name>.yaml``): validated run settings, and the folders results go to.
 
-A profile is a flat mapping of parameter names to values. The same names are the variables of
-the notebooks' ``parameters`` cells (which hold the smoke values), so papermill can inject a
-profile into any notebook. :data:`SCHEMA` lists every allowed key with its type; loading a
-profile checks it and stops with a message naming the key and the file.
+A profile is a flat mapping of parameter names to values. The notebooks' ``parameters`` cells
+hold only ``profile`` (a name or a path) and ``overrides`` (a dict of keys to replace), and call
+:func:`load_profile` ``(profile, **overrides)``; papermill injects both. :data:`SCHEMA` lists
+every allowed key with its type; loading a profile checks it and stops with a message naming
+the key and the file.
 """
 
 from __future__ import annotations
@@ -213,8 +214,14 @@ def profile_path(name_or_path: str | os.PathLike) -> Path:
     return PARAMS_DIR / f"{name_or_path}.yaml"
 
 
-def load_profile(name_or_path: str | os.PathLike) -> dict[str, Any]:
-    """Read and validate a profile by name (``smoke``, ``demo``, ``paper``) or path."""
+def load_profile(name_or_path: str | os.PathLike, **overrides: Any) -> dict[str, Any]:
+    """Read and validate a profile by name (``smoke``, ``demo``, ``paper``) or path.
+
+    ``overrides``: profile keys whose values replace the file's (``load_profile("demo",
+    attacks_per_image=1)``); an unknown key stops with a :class:`ProfileError` naming it. A run
+    with overrides writes its results under ``<profile>-<hash>`` (:func:`run_name`), never into
+    the profile's own folders.
+    """
     path = profile_path(name_or_path)
     if not path.exists():
         known = ", ".join(sorted(p.stem for p in PARAMS_DIR.glob("*.yaml")))
@@ -223,7 +230,15 @@ def load_profile(name_or_path: str | os.PathLike) -> dict[str, Any]:
         params = yaml.safe_load(path.read_text())
     except yaml.YAMLError as e:
         raise ProfileError(f"{path}: not valid YAML: {e}") from e
-    return validate(params, source=str(path))
+    source = str(path)
+    if overrides:
+        unknown = [k for k in overrides if k not in SCHEMA]
+        if unknown:
+            raise ProfileError(f"{path}: override of unknown key '{unknown[0]}' (allowed: {', '.join(SCHEMA)})")
+        if isinstance(params, dict):
+            params = {**params, **overrides}
+        source += f" with overrides {', '.join(overrides)}"
+    return validate(params, source=source)
 
 
 def resolve_device(device: str) -> str:

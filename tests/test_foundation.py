@@ -223,3 +223,19 @@ def test_batch_size_auto_and_negative(tmp_path):
     assert config.load_profile("smoke")["batch_size"] == expected
     with pytest.raises(config.ProfileError, match="'batch_size'"):
         config.load_profile(_write(tmp_path, batch_size=-1))
+
+
+def test_load_profile_with_overrides():
+    from advlib import run
+
+    p = config.load_profile("smoke", attacks_per_image=1, seed=3)
+    assert (p["attacks_per_image"], p["seed"]) == (1, 3)
+    assert config.run_name(p).startswith("smoke-") and config.run_name(config.load_profile("smoke")) == "smoke"
+    with pytest.raises(config.ProfileError, match="override of unknown key 'atacks'"):
+        config.load_profile("smoke", atacks=["fgsm"])
+    with pytest.raises(config.ProfileError, match="key 'seed' must be int"):
+        config.load_profile("smoke", seed="zero")
+    assert run.parse_args(["demo", "01_dataset", "--set", "attacks_per_image=1", "--set", "attacks=[fgsm, pgd]"]) == \
+        ("demo", ["01_dataset"], {"attacks_per_image": 1, "attacks": ["fgsm", "pgd"]})
+    with pytest.raises(ValueError, match="KEY=VALUE"):
+        run.parse_args(["demo", "--set", "oops"])
