@@ -110,13 +110,22 @@ def test_wrap_gives_the_same_predictions(paths):
         advlib.wrap(clf.net, (0.5,), (0.5,))
 
 
-def test_extending_advlib(paths, monkeypatch):
+def test_extending_advlib(paths):
     from advlib import attacks, detect
 
-    monkeypatch.setattr(attacks, "ATTACKS", dict(attacks.ATTACKS))
-    monkeypatch.setattr(detect, "DETECTORS", dict(detect.DETECTORS))
-    monkeypatch.setattr(detect, "PARAM_GRIDS", dict(detect.PARAM_GRIDS))
-    exec(_snippet("## Extending advlib"), {})
+    registries = ((attacks.ATTACKS, "l2_pgd"), (detect.DETECTORS, "logreg"), (detect.PARAM_GRIDS, "logreg"))
+    assert not any(key in reg for reg, key in registries)
+    try:
+        exec(_snippet("## Extending advlib"), {})
+        _use_the_new_entries(paths)
+    finally:
+        for reg, key in registries:
+            reg.pop(key, None)
+
+
+def _use_the_new_entries(paths):
+    from advlib import attacks, detect
+
     clf = advlib.load_classifier("efficientnet_lite0")
     images = advlib.load_images(paths[:4])
     out = advlib.attack("l2_pgd", clf, images)
