@@ -10,6 +10,7 @@ from sklearn.metrics import roc_auc_score, roc_curve
 
 from ._checks import _labels
 
+
 # --------------------------------------------------------------------------- evaluation
 
 def detector_scores(det, X) -> np.ndarray:

@@ -19,6 +19,7 @@ from .raw_cnn import RawImageCNN
 from .squeezing import FeatureSqueezing
 from .stats_cnn import StatsCNN, _TorchDetector
 
+
 # --------------------------------------------------------------------------- save / load
 
 _CONFIG = "detector.json"

@@ -13,6 +13,7 @@ from ..models import IMAGENET_MEAN, IMAGENET_STD, MissingWeightsError
 from ._checks import _images
 from .stats_cnn import _TorchDetector
 
+
 # --------------------------------------------------------------------------- raw-image CNNs
 
 def _hf_cache_dir() -> Path:
@@ -119,8 +120,6 @@ class RawImageCNN(_TorchDetector):
             net.load_state_dict(state)
         net.reset_classifier(2)
         return _ImageNet(net, net.pretrained_cfg["mean"], net.pretrained_cfg["std"])
-
-
 
 
 def _raw_resnet50(**params) -> RawImageCNN:

@@ -6,7 +6,6 @@ import inspect
 from typing import Any, Callable
 
 from sklearn.model_selection import ParameterGrid
-from sklearn.svm import SVC
 
 from ._checks import _labels
 from .classic import lda, mlp, random_forest, svm
@@ -14,6 +13,7 @@ from .metrics import detector_scores
 from .raw_cnn import _raw_efficientnet_lite0, _raw_resnet50, _raw_xception
 from .squeezing import FeatureSqueezing
 from .stats_cnn import StatsCNN
+
 
 DETECTORS: dict[str, Callable[..., Any]] = {
     "svm": svm,

@@ -10,6 +10,7 @@ from torch import nn
 from ._checks import _device, _images, _labels
 from .metrics import fpr_threshold
 
+
 #: EvadeML-Zoo's ImageNet threshold for "Best Joint Detection (5-bit, 2x2, 11-3-4)", used by the paper.
 PAPER_THRESHOLD = 1.2128
 
