@@ -12,7 +12,7 @@ export PYTHONHASHSEED := 0
 
 $(VENV)/.installed: pyproject.toml constraints.txt
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install --disable-pip-version-check -q -c constraints.txt -e .
+	$(PY) -m pip install --disable-pip-version-check -q -c constraints.txt -e ".[notebooks,cluster,test]"
 	@touch $@
 
 venv: $(VENV)/.installed
