@@ -166,7 +166,7 @@ def jpeg_correct(images: torch.Tensor, qf: int | Sequence[int] | np.ndarray) -> 
     ``qf`` is one int or one per image (N,); images are grouped by QF and coded with
     ``advlib.ops.apply(jpeg_name(qf), ...)`` (Pillow, exact). Returns uint8 (N, 3, H, W).
     """
-    from .ops import JPEG_QUALITIES, apply, jpeg_name
+    from .ops import apply, jpeg_name, jpeg_qualities
 
     if not isinstance(images, torch.Tensor) or images.dtype != torch.uint8 or images.dim() != 4:
         got = f"{images.dtype} {tuple(images.shape)}" if isinstance(images, torch.Tensor) else type(images).__name__
@@ -174,7 +174,7 @@ def jpeg_correct(images: torch.Tensor, qf: int | Sequence[int] | np.ndarray) -> 
     qfs = np.broadcast_to(np.asarray(qf), (len(images),)) if np.ndim(qf) == 0 else np.asarray(qf)
     if qfs.shape != (len(images),) or not np.issubdtype(qfs.dtype, np.integer):
         raise ValueError(f"qf must be an int or N={len(images)} ints, got {qfs.dtype} {qfs.shape}")
-    missing = sorted({int(q) for q in qfs if int(q) not in JPEG_QUALITIES})
+    missing = sorted({int(q) for q in qfs if int(q) not in jpeg_qualities()})
     if missing:
         raise ValueError(f"qf {missing} has no JPEG operation (advlib.ops has jpeg_100 ... jpeg_25)")
     out = torch.empty_like(images)
@@ -201,10 +201,10 @@ def heuristic_qf_set(after: Any, op_names: Sequence[str], corrected: Any,
         raise ValueError(f"corrected must be (N, 5) = ({len(arr)}, 5), got {corr.shape}")
     if not 1 <= rank <= 5:
         raise ValueError(f"rank must be 1..5, got {rank}")
-    from .ops import JPEG_QUALITIES, jpeg_name
+    from .ops import jpeg_name, jpeg_qualities
 
     qs = sorted({int(q) for q in qfs}, reverse=True)
-    missing = [q for q in qs if q not in JPEG_QUALITIES or jpeg_name(q) not in op_names]
+    missing = [q for q in qs if q not in jpeg_qualities() or jpeg_name(q) not in op_names]
     if missing:
         raise ValueError(f"qfs: op_names has no jpeg op for QF {missing}")
     cols = [list(op_names).index(jpeg_name(q)) for q in qs]

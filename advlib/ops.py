@@ -29,12 +29,14 @@ import warnings
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from functools import lru_cache
+from typing import Callable
 
 import numpy as np
 import torch
 from PIL import Image, ImageFilter
 
-__all__ = ["Operation", "OPERATIONS", "GROUPS", "apply", "apply_many", "apply_pil", "check_exactness", "output_size"]
+__all__ = ["Operation", "OperationGroup", "OPERATION_GROUPS", "OPERATIONS", "GROUPS", "apply", "apply_many",
+           "apply_pil", "check_exactness", "output_size", "register", "jpeg_name", "jpeg_qualities", "names_of"]
 
 
 @dataclass(frozen=True)
@@ -46,8 +48,36 @@ class Operation:
     group: str
     value: float
 
+    @property
+    def kind(self) -> "OperationGroup":
+        """Its :class:`OperationGroup` (what the operation does), from :data:`OPERATION_GROUPS`."""
+        return OPERATION_GROUPS[self.group]
+
     def __repr__(self) -> str:
         return f"Operation({self.name!r}, group={self.group!r}, value={self.value!r})"
+
+
+@dataclass(frozen=True)
+class OperationGroup:
+    """What the operations of one group do, dispatched by :func:`apply_pil`, :func:`apply`,
+    :func:`apply_many` and :func:`output_size` (no ``if group == ...`` chains).
+
+    ``pil(image, value)``: the reference, the authors' Pillow call on one ``PIL.Image``.
+    ``batched(images, op, workers)``: the same pixels on a uint8 batch, any device.
+    ``one_cpu(chw, value)``: optional faster exact path for one CPU image inside
+    :func:`apply_many`'s workers (else ``pil``). ``resizes``: the output is ``value`` times the
+    input size. ``title``: the figures' axis title.
+    """
+
+    name: str
+    title: str
+    pil: Callable[[Image.Image, float], Image.Image]
+    batched: Callable[[torch.Tensor, "Operation", int], torch.Tensor]
+    one_cpu: Callable[[torch.Tensor, float], torch.Tensor] | None = None
+    resizes: bool = False
+
+    def size(self, height: int, width: int, value: float) -> tuple[int, int]:
+        return (int(height * value), int(width * value)) if self.resizes else (height, width)
 
 
 #: Version of the operations' code, part of the top-5 cache key (:mod:`advlib.features`): bump it
@@ -78,13 +108,32 @@ GROUPS["jpeg+scaling"] = GROUPS["jpeg"] + GROUPS["scaling"]
 GROUPS["all"] = list(OPERATIONS)
 
 
+def register(op: Operation) -> Operation:
+    """Add an operation of an existing group (:data:`OPERATION_GROUPS`): to :data:`OPERATIONS`,
+    its group and ``all`` in :data:`GROUPS` (and ``jpeg+scaling`` for those two). Bump
+    :data:`VERSION` if it changes what an existing name computes. Returns ``op``."""
+    if op.group not in OPERATION_GROUPS:
+        raise KeyError(f"unknown operation group {op.group!r} (known: {', '.join(OPERATION_GROUPS)})")
+    if op.name in OPERATIONS:
+        raise KeyError(f"operation {op.name!r} already exists")
+    OPERATIONS[op.name] = op
+    for g in (op.group, "all") + (("jpeg+scaling",) if op.group in ("jpeg", "scaling") else ()):
+        GROUPS[g].append(op.name)
+    return op
+
+
 def jpeg_name(quality: int) -> str:
     """The name of the JPEG operation at ``quality`` (``75`` -> ``"jpeg_75"``); the one place
     such names are built. ``KeyError`` if the registry has no such operation."""
     name = f"jpeg_{int(quality)}"
     if name not in OPERATIONS:
-        raise KeyError(f"no JPEG operation at quality {quality} (qualities: {', '.join(map(str, JPEG_QUALITIES))})")
+        raise KeyError(f"no JPEG operation at quality {quality} (qualities: {', '.join(map(str, jpeg_qualities()))})")
     return name
+
+
+def jpeg_qualities() -> list[int]:
+    """The qualities of the registered JPEG operations (the paper's: 100, 95, ..., 25)."""
+    return [int(OPERATIONS[n].value) for n in GROUPS["jpeg"]]
 
 
 def names_of(groups: str | list[str] | tuple[str, ...]) -> list[str]:
@@ -110,9 +159,7 @@ def _op(name: str) -> Operation:
 def output_size(name: str, height: int, width: int) -> tuple[int, int]:
     """(H', W') of operation ``name`` applied to an H x W image (only scaling changes it)."""
     op = _op(name)
-    if op.group == "scaling":
-        return int(height * op.value), int(width * op.value)
-    return height, width
+    return op.kind.size(height, width, op.value)
 
 
 # --------------------------------------------------------------------------- reference (Pillow)
@@ -120,19 +167,29 @@ def output_size(name: str, height: int, width: int) -> tuple[int, int]:
 def apply_pil(name: str, image: Image.Image) -> Image.Image:
     """Operation ``name`` on one RGB ``PIL.Image``, exactly as the authors' code does it."""
     op = _op(name)
-    if op.group == "jpeg":
-        buf = io.BytesIO()
-        image.save(buf, format="JPEG", quality=op.value)
-        buf.seek(0)
-        out = Image.open(buf)
-        out.load()
-        return out
-    if op.group == "blur":
-        return image.filter(ImageFilter.GaussianBlur(op.value))
-    if op.group == "rotation":
-        return image.rotate(op.value)
+    return op.kind.pil(image, op.value)
+
+
+def _pil_jpeg(image: Image.Image, quality: float) -> Image.Image:
+    buf = io.BytesIO()
+    image.save(buf, format="JPEG", quality=int(quality))
+    buf.seek(0)
+    out = Image.open(buf)
+    out.load()
+    return out
+
+
+def _pil_blur(image: Image.Image, radius: float) -> Image.Image:
+    return image.filter(ImageFilter.GaussianBlur(radius))
+
+
+def _pil_rotate(image: Image.Image, angle: float) -> Image.Image:
+    return image.rotate(angle)
+
+
+def _pil_scale(image: Image.Image, scale: float) -> Image.Image:
     w, h = image.size
-    return image.resize((int(w * op.value), int(h * op.value)), Image.NEAREST)
+    return image.resize((int(w * scale), int(h * scale)), Image.NEAREST)
 
 
 # --------------------------------------------------------------------------- batched, exact
@@ -168,11 +225,7 @@ def apply(name: str, images: torch.Tensor, *, workers: int = 0, backend: str = "
         return images.new_empty(0, 3, h, w)
     if backend == "pillow" or (backend == "auto" and images.device.type == "cpu"):
         return apply_many([name], images, workers=workers, backend="pillow")[0]
-    if op.group == "jpeg":
-        return _jpeg(images, int(op.value), workers)
-    if op.group == "blur":
-        return _gaussian_blur(images, float(op.value))
-    return _gather(images, _index_table(name, images.shape[2], images.shape[3], images.device))
+    return op.kind.batched(images, op, workers)
 
 
 def apply_many(names: list[str], images: torch.Tensor, *, workers: int = 0, backend: str = "auto",
@@ -226,10 +279,10 @@ def apply_many(names: list[str], images: torch.Tensor, *, workers: int = 0, back
         chw = torch.from_numpy(hwc).permute(2, 0, 1)  # encode_jpeg's own HWC copy is then a no-op
         for name, view in zip(names, views):
             op = OPERATIONS[name]
-            if op.group == "jpeg":
-                np.copyto(view[i], _jpeg_round_trip(chw, int(op.value)).permute(1, 2, 0).numpy())
+            if op.kind.one_cpu is not None:
+                np.copyto(view[i], op.kind.one_cpu(chw, op.value).permute(1, 2, 0).numpy())
             else:
-                np.copyto(view[i], np.asarray(apply_pil(name, pil)))
+                np.copyto(view[i], np.asarray(op.kind.pil(pil, op.value)))
 
     if workers > 1 and b > 1:
         with ThreadPoolExecutor(min(workers, b)) as pool:
@@ -405,18 +458,34 @@ def _scale_table(scale: float, height: int, width: int) -> np.ndarray:
 
 
 @lru_cache(maxsize=256)
-def _index_table(name: str, height: int, width: int, device: torch.device) -> torch.Tensor:
-    """Flat source index per output pixel (H', W') for a rotation/scaling op; -1 maps to H*W."""
-    op = _op(name)
-    table = (_rotation_table if op.group == "rotation" else _scale_table)(op.value, height, width)
-    table = np.where(table < 0, height * width, table)  # the extra black pixel
+def _index_table(kind: str, value: float, height: int, width: int, device: torch.device) -> torch.Tensor:
+    """Flat source index per output pixel (H', W') of a rotation (``kind`` "rotation") or a
+    scaling by ``value``; -1 (outside the source) maps to H*W, the extra black pixel."""
+    table = {"rotation": _rotation_table, "scaling": _scale_table}[kind](value, height, width)
+    table = np.where(table < 0, height * width, table)
     return torch.from_numpy(table).to(device)
+
+
+def _gather_op(images: torch.Tensor, op: Operation, workers: int = 0) -> torch.Tensor:
+    """A rotation or scaling on a batch: one gather through its index table."""
+    return _gather(images, _index_table(op.group, op.value, images.shape[2], images.shape[3], images.device))
 
 
 def _gather(images: torch.Tensor, table: torch.Tensor) -> torch.Tensor:
     b, ch, h, w = images.shape
     flat = torch.cat([images.reshape(b, ch, h * w), images.new_zeros(b, ch, 1)], dim=2)
     return flat.index_select(2, table.reshape(-1)).reshape(b, ch, *table.shape)
+
+
+#: The four kinds of operation by group name: what each does, on Pillow images and batches.
+OPERATION_GROUPS: dict[str, OperationGroup] = {g.name: g for g in (
+    OperationGroup("jpeg", "JPEG quality", _pil_jpeg, lambda x, op, workers: _jpeg(x, int(op.value), workers),
+                   one_cpu=lambda chw, q: _jpeg_round_trip(chw, int(q))),
+    OperationGroup("blur", "Gaussian blur radius", _pil_blur,
+                   lambda x, op, workers: _gaussian_blur(x, float(op.value))),
+    OperationGroup("rotation", "rotation (degrees)", _pil_rotate, _gather_op),
+    OperationGroup("scaling", "scale factor", _pil_scale, _gather_op, resizes=True),
+)}
 
 
 # --------------------------------------------------------------------------- exactness check

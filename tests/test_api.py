@@ -113,14 +113,22 @@ def test_wrap_gives_the_same_predictions(paths):
 def test_extending_advlib(paths):
     from advlib import attacks, detect
 
-    registries = ((attacks.ATTACKS, "l2_pgd"), (detect.DETECTORS, "logreg"), (detect.PARAM_GRIDS, "logreg"))
+    from advlib import ops
+
+    registries = ((attacks.ATTACKS, "l2_pgd"), (detect.DETECTORS, "logreg"), (detect.PARAM_GRIDS, "logreg"),
+                  (ops.OPERATIONS, "jpeg_20"))
     assert not any(key in reg for reg, key in registries)
     try:
         exec(_snippet("## Extending advlib"), {})
+        assert "jpeg_20" in ops.GROUPS["jpeg"] and "jpeg_20" in ops.GROUPS["all"] and 20 in ops.jpeg_qualities()
+        ops.check_exactness(advlib.load_images(paths[:1])[0], ["jpeg_20"])  # batched == Pillow
         _use_the_new_entries(paths)
     finally:
         for reg, key in registries:
             reg.pop(key, None)
+        for names in ops.GROUPS.values():
+            if "jpeg_20" in names:
+                names.remove("jpeg_20")
 
 
 def _use_the_new_entries(paths):

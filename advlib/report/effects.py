@@ -9,6 +9,7 @@ import numpy as np
 import pandas as pd
 import seaborn as sns
 
+from ..ops import OPERATION_GROUPS
 from .style import SavedFigure, save, styled
 
 
@@ -52,8 +53,7 @@ def _op_axis(op_names: list[str]) -> pd.DataFrame:
                          "value": [OPERATIONS[o].value for o in op_names]})
 
 
-GROUP_TITLES = {"jpeg": "JPEG quality", "scaling": "scale factor", "blur": "Gaussian blur radius",
-                "rotation": "rotation (degrees)"}
+GROUP_TITLES = {g: OPERATION_GROUPS[g].title for g in ("jpeg", "scaling", "blur", "rotation")}
 
 
 @styled
