@@ -60,6 +60,10 @@ SCHEMA: dict[str, tuple[Any, str]] = {
     "dae_sigma": (float, "denoising autoencoder training noise (paper: 0.1)"),
 }
 
+#: Corpus names a profile may use (``advlib.data.CORPORA``; kept here so that loading a profile
+#: imports nothing heavy).
+CORPUS_NAMES = ["demo", "imagenet"]
+
 #: Keys whose value is a path that must exist when set.
 PATH_KEYS = ("imagenet_dir", "imagenet_labels")
 
@@ -109,8 +113,8 @@ def validate(params: dict[str, Any], source: str = "<parameters>") -> dict[str, 
     if missing:
         raise ProfileError(f"{source}: missing keys: {', '.join(missing)}")
     out = dict(params)
-    if out["corpus"] not in ("demo", "imagenet"):
-        raise ProfileError(f"{source}: key 'corpus' must be 'demo' or 'imagenet', got {out['corpus']!r}")
+    if out["corpus"] not in CORPUS_NAMES:
+        raise ProfileError(f"{source}: key 'corpus' must be one of {', '.join(map(repr, CORPUS_NAMES))}, got {out['corpus']!r}")
     if out["corpus"] == "imagenet" and not out.get("imagenet_dir"):
         out["imagenet_dir"] = os.environ.get(IMAGENET_ENV)
         if not out["imagenet_dir"]:

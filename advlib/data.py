@@ -12,7 +12,7 @@ import os
 import re
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Iterable
+from typing import Callable, Iterable
 
 import numpy as np
 import pandas as pd
@@ -315,3 +315,12 @@ def manifest(items: Iterable[Item], images: torch.Tensor, **columns) -> pd.DataF
     for k, v in columns.items():
         df[k] = v
     return df
+
+
+#: Corpora by the profiles' ``corpus`` name: a function of the profile returning its candidate
+#: :class:`Item` list. Adding one: ``CORPORA["mine"] = lambda params: [...]`` (and list the name
+#: in ``advlib.config.CORPUS_NAMES``).
+CORPORA: dict[str, Callable[[dict], list[Item]]] = {
+    "demo": lambda params: demo_items(params["crops_per_photo"]),
+    "imagenet": lambda params: imagenet_items(params["imagenet_dir"], params.get("imagenet_labels")),
+}

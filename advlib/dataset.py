@@ -113,11 +113,8 @@ def save_dataset_image(image: torch.Tensor, stem: Path, save_format: str) -> tup
 # --------------------------------------------------------------------------- normal images
 
 def candidate_items(params: dict) -> list[data.Item]:
-    """The candidate inputs of a profile, in a seeded order: demo crops or ImageNet files."""
-    if params["corpus"] == "demo":
-        items = data.demo_items(params["crops_per_photo"])
-    else:
-        items = data.imagenet_items(params["imagenet_dir"], params.get("imagenet_labels"))
+    """The candidate inputs of a profile, in a seeded order (its corpus of :data:`advlib.data.CORPORA`)."""
+    items = data.CORPORA[params["corpus"]](params)
     order = np.random.default_rng(params["seed"]).permutation(len(items))
     return [items[i] for i in order[: params["n_candidates"]]]
 

@@ -239,3 +239,9 @@ def test_load_profile_with_overrides():
         ("demo", ["01_dataset"], {"attacks_per_image": 1, "attacks": ["fgsm", "pgd"]})
     with pytest.raises(ValueError, match="KEY=VALUE"):
         run.parse_args(["demo", "--set", "oops"])
+
+
+def test_corpora_registry_matches_the_profile_check():
+    assert set(data.CORPORA) == set(config.CORPUS_NAMES)
+    with pytest.raises(config.ProfileError, match="key 'corpus' must be one of"):
+        config.load_profile("smoke", corpus="flickr")
