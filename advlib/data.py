@@ -19,7 +19,7 @@ import pandas as pd
 import torch
 from PIL import Image, UnidentifiedImageError
 
-from .store import pixel_sha256
+from .store import from_pil as _to_tensor, pixel_sha256
 
 SIZE = 224
 RESIZE = 256
@@ -49,8 +49,6 @@ class Item:
     licence: str = ""  # demo photos: the photo's licence, as the package states it
 
 
-def _to_tensor(im: Image.Image) -> torch.Tensor:
-    return torch.from_numpy(np.asarray(im.convert("RGB")).copy()).permute(2, 0, 1).contiguous()
 
 
 def _open(path: str | os.PathLike) -> Image.Image:

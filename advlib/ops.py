@@ -35,6 +35,8 @@ import numpy as np
 import torch
 from PIL import Image, ImageFilter
 
+from .store import from_pil as _from_pil, to_pil as _to_pil
+
 __all__ = ["Operation", "OperationGroup", "OPERATION_GROUPS", "OPERATIONS", "GROUPS", "apply", "apply_many",
            "apply_pil", "check_exactness", "output_size", "register", "jpeg_name", "jpeg_qualities", "names_of"]
 
@@ -490,12 +492,6 @@ OPERATION_GROUPS: dict[str, OperationGroup] = {g.name: g for g in (
 
 # --------------------------------------------------------------------------- exactness check
 
-def _to_pil(image: torch.Tensor) -> Image.Image:
-    return Image.fromarray(image.permute(1, 2, 0).cpu().numpy())
-
-
-def _from_pil(image: Image.Image) -> torch.Tensor:
-    return torch.from_numpy(np.asarray(image.convert("RGB")).copy()).permute(2, 0, 1)
 
 
 def check_exactness(image: torch.Tensor, ops: list[str] | None = None, *,

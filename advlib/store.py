@@ -89,19 +89,28 @@ def pixel_sha256(image: torch.Tensor | np.ndarray) -> str:
     return h.hexdigest()
 
 
+def to_pil(image: torch.Tensor):
+    """uint8 (3, H, W) tensor (any device) -> RGB ``PIL.Image``. The one tensor-to-Pillow conversion."""
+    from PIL import Image
+
+    return Image.fromarray(image.permute(1, 2, 0).cpu().numpy())
+
+
+def from_pil(image) -> torch.Tensor:
+    """``PIL.Image`` (any mode, read as RGB) -> contiguous uint8 (3, H, W) CPU tensor."""
+    return torch.from_numpy(np.asarray(image.convert("RGB")).copy()).permute(2, 0, 1).contiguous()
+
+
 def encode_image(image: torch.Tensor, fmt: str, quality: int | None = 100) -> bytes:
     """Encode a uint8 (3, H, W) tensor as PNG or JPEG bytes with Pillow (JPEG: 4:2:0, ``quality``,
     which must be given; PNG ignores it)."""
-    from PIL import Image
-
-    arr = image.permute(1, 2, 0).cpu().numpy()
     buf = io.BytesIO()
     if fmt == "jpeg":
         if quality is None:
             raise ValueError("JPEG encoding needs a quality (1..100)")
-        Image.fromarray(arr).save(buf, format="JPEG", quality=quality)
+        to_pil(image).save(buf, format="JPEG", quality=quality)
     elif fmt == "png":
-        Image.fromarray(arr).save(buf, format="PNG")
+        to_pil(image).save(buf, format="PNG")
     else:
         raise ValueError(f"unknown image format {fmt!r} (use 'jpeg' or 'png')")
     return buf.getvalue()
@@ -112,8 +121,7 @@ def decode_image(data: bytes) -> torch.Tensor:
     from PIL import Image
 
     with Image.open(io.BytesIO(data)) as im:
-        arr = np.asarray(im.convert("RGB"))
-    return torch.from_numpy(arr.copy()).permute(2, 0, 1).contiguous()
+        return from_pil(im)
 
 
 def as_saved(image: torch.Tensor, save_format: str) -> torch.Tensor:

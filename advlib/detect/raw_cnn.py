@@ -9,7 +9,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from ..models import IMAGENET_MEAN, IMAGENET_STD, MissingWeightsError
+from ..models import IMAGENET_MEAN, IMAGENET_STD, PixelClassifier, MissingWeightsError
 from ._checks import _images
 from .stats_cnn import _TorchDetector
 
@@ -58,17 +58,15 @@ def pretrained_weights(arch: str) -> Path:
     raise ValueError(f"arch must be 'resnet50' or 'xception', got {arch!r}")
 
 
-class _ImageNet(nn.Module):
-    """uint8 (B, 3, H, W) pixels -> normalised floats -> ``net`` -> (B, 2) logits."""
+class _ImageNet(PixelClassifier):
+    """uint8 (B, 3, H, W) pixels -> [0, 1] -> :class:`advlib.models.PixelClassifier`'s
+    normalisation -> ``net`` -> (B, 2) logits (same state-dict keys: net, mean, std)."""
 
     def __init__(self, net: nn.Module, mean, std):
-        super().__init__()
-        self.net = net
-        self.register_buffer("mean", torch.tensor(mean).view(1, 3, 1, 1))
-        self.register_buffer("std", torch.tensor(std).view(1, 3, 1, 1))
+        super().__init__(net, mean, std, name="raw_cnn")
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.net((x.float() / 255 - self.mean) / self.std)
+        return super().forward(x.float() / 255)
 
 
 class RawImageCNN(_TorchDetector):
