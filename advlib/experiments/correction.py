@@ -4,7 +4,7 @@ the denoising autoencoder, image quality after correction (Fig. 8) and detect-th
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Callable
+from typing import Any, Callable
 
 import numpy as np
 import pandas as pd
@@ -81,22 +81,20 @@ def table6(d: Data, params: dict, dae_top5: np.ndarray | None = None, dae_mask: 
             results[method] = correct.top5_correct(jpeg_top5(after, d.op_names, qf), label)
             reading[method], fell_back[method] = correct.HEURISTIC_READINGS[rank], fb
         chosen["fell_back" + suffix] = fb
-    rows = []
-    for method, ok in results.items():
-        fb = fell_back.get(method)
-        rows.append({"method": method, "reading": reading.get(method, ""),
-                     "normal": 100 * ok[typ == "normal"].mean(), "adversarial": 100 * ok[typ == "adversarial"].mean(),
-                     "n_normal": int((typ == "normal").sum()), "n_adversarial": int((typ == "adversarial").sum()),
-                     "fallback_normal": int(fb[typ == "normal"].sum()) if fb is not None else 0,
-                     "fallback_adversarial": int(fb[typ == "adversarial"].sum()) if fb is not None else 0})
+    rows = [_table6_row(method, ok, typ, reading.get(method, ""), fell_back.get(method)) for method, ok in results.items()]
     if dae_top5 is not None:
-        ok = correct.top5_correct(dae_top5, label[dae_mask])
-        t = typ[dae_mask]
-        rows.append({"method": "Denoising autoencoder", "normal": 100 * ok[t == "normal"].mean(),
-                     "adversarial": 100 * ok[t == "adversarial"].mean(),
-                     "n_normal": int((t == "normal").sum()), "n_adversarial": int((t == "adversarial").sum()),
-                     "fallback_normal": 0, "fallback_adversarial": 0})
+        rows.append(_table6_row("Denoising autoencoder", correct.top5_correct(dae_top5, label[dae_mask]), typ[dae_mask]))
     return pd.DataFrame(rows), chosen
+
+
+def _table6_row(method: str, ok: np.ndarray, typ: np.ndarray, reading: str = "",
+                fell_back: np.ndarray | None = None) -> dict[str, Any]:
+    """One Table 6 row: % correct (top-5) of the normal and adversarial images, their n, fallbacks."""
+    normal, adv = typ == "normal", typ == "adversarial"
+    fb = np.zeros(len(typ), bool) if fell_back is None else fell_back
+    return {"method": method, "reading": reading, "normal": 100 * ok[normal].mean(),
+            "adversarial": 100 * ok[adv].mean(), "n_normal": int(normal.sum()), "n_adversarial": int(adv.sum()),
+            "fallback_normal": int(fb[normal].sum()), "fallback_adversarial": int(fb[adv].sum())}
 
 
 def dae_correction(d: Data, load: Callable, params: dict, device: str, models_dir=None) -> tuple[np.ndarray, np.ndarray]:
