@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 from pathlib import Path
 from typing import Any, Union, get_args, get_origin
 
@@ -30,9 +31,9 @@ SCHEMA: dict[str, tuple[Any, str]] = {
     "n_candidates": (int, "images read per classifier before the top-5 selection"),
     "n_normal": (int, "normal images kept per classifier"),
     "crops_per_photo": (int, "distinct 224x224 crops taken from each demo photo"),
-    "attacks": (list[str], "names from advlib.attacks.ATTACKS"),
+    "attacks": (Union[list[str], dict], "names from advlib.attacks.ATTACKS, or a mapping name -> its options (null: defaults), e.g. {pgd: {epsilons: [4/255]}}"),
     "attacks_per_image": (int, "attacks run on each normal image (0 = all), rotating assignment"),
-    "attack_options": (dict, "per-attack keyword overrides, e.g. {fgsm: {epsilons: [...]}}"),
+    "attack_options": (dict, "optional, per-attack keyword overrides {name: {key: value}} (or give them in 'attacks')"),
     "save_format": (str, "'jpeg' (quality 100, as the paper) or 'png' (lossless)"),
     "split": (list[float], "train/dev/eval fractions of the source photos"),
     "shard_size": (int, "images per (classifier, attack) shard"),
@@ -42,7 +43,8 @@ SCHEMA: dict[str, tuple[Any, str]] = {
     "workers": (int, "CPU worker threads for the 38 operations (0 = inline)"),
     "attack_threads": (int, "torch threads while building the dataset (0 = torch's default, one per core): fixed, the attacks' results do not depend on the machine's core count"),
     "ops": (Union[list[str], None], "operation names (null = all 38)"),
-    "detectors": (list[str], "names from advlib.detect.DETECTORS"),
+    "detectors": (Union[list[str], dict], "names from advlib.detect.DETECTORS, or a mapping name -> {grid: {param: [values]}} (null: advlib.detect.PARAM_GRIDS)"),
+    "detector_grids": (dict, "optional, dev-set grids {name: {param: [values]}} (or give them in 'detectors')"),
     "feature_groups": (list[str], "operation groups for Table 4"),
     "stats_cnn_epochs": (int, "stats-CNN training epochs (paper code: 100)"),
     "stats_cnn_batch_size": (int, "stats-CNN batch size (paper code: 64)"),
@@ -64,12 +66,88 @@ SCHEMA: dict[str, tuple[Any, str]] = {
 #: imports nothing heavy).
 CORPUS_NAMES = ["demo", "imagenet"]
 
+#: Keys a profile may leave out, with their defaults.
+OPTIONAL: dict[str, Any] = {"attack_options": {}, "detector_grids": {}}
+
 #: Keys whose value is a path that must exist when set.
 PATH_KEYS = ("imagenet_dir", "imagenet_labels")
 
 
 class ProfileError(ValueError):
     """A profile file has an unknown key, a wrong type or a missing path."""
+
+
+_FRACTION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*/\s*(\d+(?:\.\d+)?)\s*$")
+
+
+def _numbers(value: Any) -> Any:
+    """Option values as YAML gives them, with fractions like ``"4/255"`` read as floats."""
+    if isinstance(value, str) and _FRACTION.match(value):
+        a, b = _FRACTION.match(value).groups()
+        return float(a) / float(b)
+    if isinstance(value, list):
+        return [_numbers(v) for v in value]
+    if isinstance(value, dict):
+        return {k: _numbers(v) for k, v in value.items()}
+    return value
+
+
+def _components(value: Any, extra: dict, key: str, extra_key: str, source: str) -> tuple[list[str], dict]:
+    """A component list given as names or as a mapping name -> options: (names, {name: options}),
+    merged with the ``extra_key`` mapping (an option given twice is an error)."""
+    if isinstance(value, dict):
+        names, opts = list(value), {}
+        for name, o in value.items():
+            if o is not None and not isinstance(o, dict):
+                raise ProfileError(f"{source}: key '{key}': {name}: options must be a mapping or null, got {o!r}")
+            if o:
+                opts[name] = _numbers(o)
+    else:
+        names, opts = list(value), {}
+    if not isinstance(extra, dict):
+        raise ProfileError(f"{source}: key '{extra_key}' must be a mapping")
+    for name, o in extra.items():
+        if not isinstance(o, dict):
+            raise ProfileError(f"{source}: key '{extra_key}': {name}: options must be a mapping, got {o!r}")
+        both = set(o) & set(opts.get(name, {}))
+        if both:
+            raise ProfileError(f"{source}: {name}: option(s) {sorted(both)} given in both '{key}' and '{extra_key}'")
+        opts[name] = {**opts.get(name, {}), **_numbers(o)}
+    return names, opts
+
+
+def check_components(params: dict[str, Any], source: str = "<parameters>") -> None:
+    """Check the profile's named components against their registries and keyword signatures:
+    every attack, detector and operation name exists, every attack option is one of the
+    attack's options (``advlib.attacks.ATTACKS[name].options``), every grid parameter one of the
+    detector's (``get_params()``). Raises :class:`ProfileError` naming the key and ``source``.
+    Imports the registries (torch, Foolbox): :func:`load_profile` calls it."""
+    from . import attacks, detect, ops
+
+    for name in params["attacks"]:
+        if name not in attacks.ATTACKS:
+            raise ProfileError(f"{source}: key 'attacks': unknown attack '{name}' (known: {', '.join(attacks.ATTACKS)})")
+    for name, opts in params["attack_options"].items():
+        if name not in attacks.ATTACKS:
+            raise ProfileError(f"{source}: key 'attack_options': unknown attack '{name}'")
+        unknown = sorted(set(opts) - set(attacks.ATTACKS[name].options))
+        if unknown:
+            raise ProfileError(f"{source}: attack '{name}': unknown option(s) {unknown} "
+                               f"(its options: {', '.join(attacks.ATTACKS[name].options)})")
+    for name in params["detectors"]:
+        if name not in detect.DETECTORS:
+            raise ProfileError(f"{source}: key 'detectors': unknown detector '{name}' (known: {', '.join(detect.DETECTORS)})")
+    for name, grid in params["detector_grids"].items():
+        if name not in detect.DETECTORS:
+            raise ProfileError(f"{source}: key 'detector_grids': unknown detector '{name}'")
+        if name in ("svm", "random_forest", "lda", "mlp"):  # cheap to build: check the grid's keys
+            known = set(detect.make_detector(name).get_params())
+            unknown = sorted(set(grid) - known)
+            if unknown:
+                raise ProfileError(f"{source}: detector '{name}': unknown grid parameter(s) {unknown}")
+    for name in params["ops"] or []:
+        if name not in ops.OPERATIONS:
+            raise ProfileError(f"{source}: key 'ops': unknown operation '{name}'")
 
 
 def _type_name(tp: Any) -> str:
@@ -109,10 +187,17 @@ def validate(params: dict[str, Any], source: str = "<parameters>") -> dict[str, 
             raise ProfileError(
                 f"{source}: key '{key}' must be {_type_name(tp)}, got {type(value).__name__} {value!r}"
             )
-    missing = [k for k in SCHEMA if k not in params]
+    missing = [k for k in SCHEMA if k not in params and k not in OPTIONAL]
     if missing:
         raise ProfileError(f"{source}: missing keys: {', '.join(missing)}")
-    out = dict(params)
+    out = {**OPTIONAL, **params}
+    out["attacks"], out["attack_options"] = _components(out["attacks"], out["attack_options"], "attacks",
+                                                        "attack_options", source)
+    out["detectors"], grids = _components(out["detectors"], {}, "detectors", "detector_grids", source)
+    for name, opts in grids.items():
+        if set(opts) - {"grid"} or not isinstance(opts.get("grid", {}), dict):
+            raise ProfileError(f"{source}: key 'detectors': {name}: only a 'grid' mapping may be given, got {opts!r}")
+    out["detector_grids"] = {**out["detector_grids"], **{n: o["grid"] for n, o in grids.items() if "grid" in o}}
     if out["corpus"] not in CORPUS_NAMES:
         raise ProfileError(f"{source}: key 'corpus' must be one of {', '.join(map(repr, CORPUS_NAMES))}, got {out['corpus']!r}")
     if out["corpus"] == "imagenet" and not out.get("imagenet_dir"):
@@ -218,13 +303,14 @@ def profile_path(name_or_path: str | os.PathLike) -> Path:
     return PARAMS_DIR / f"{name_or_path}.yaml"
 
 
-def load_profile(name_or_path: str | os.PathLike, **overrides: Any) -> dict[str, Any]:
+def load_profile(name_or_path: str | os.PathLike, *, check: bool = True, **overrides: Any) -> dict[str, Any]:
     """Read and validate a profile by name (``smoke``, ``demo``, ``paper``) or path.
 
     ``overrides``: profile keys whose values replace the file's (``load_profile("demo",
     attacks_per_image=1)``); an unknown key stops with a :class:`ProfileError` naming it. A run
     with overrides writes its results under ``<profile>-<hash>`` (:func:`run_name`), never into
-    the profile's own folders.
+    the profile's own folders. ``check``: also check the named components against their
+    registries (:func:`check_components`; imports torch and Foolbox).
     """
     path = profile_path(name_or_path)
     if not path.exists():
@@ -242,7 +328,10 @@ def load_profile(name_or_path: str | os.PathLike, **overrides: Any) -> dict[str,
         if isinstance(params, dict):
             params = {**params, **overrides}
         source += f" with overrides {', '.join(overrides)}"
-    return validate(params, source=source)
+    out = validate(params, source=source)
+    if check:
+        check_components(out, source)
+    return out
 
 
 def resolve_device(device: str) -> str:
@@ -275,7 +364,7 @@ def run_name(params: dict[str, Any]) -> str:
     path = PARAMS_DIR / f"{name}.yaml"
     if not path.exists():
         return name
-    base = load_profile(path)
+    base = load_profile(path, check=False)
     diff = {k: params.get(k) for k in sorted(set(base) | set(params)) if params.get(k) != base.get(k)}
     return name if not diff else f"{name}-{fingerprint(diff, length=8)}"
 

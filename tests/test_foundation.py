@@ -245,3 +245,22 @@ def test_corpora_registry_matches_the_profile_check():
     assert set(data.CORPORA) == set(config.CORPUS_NAMES)
     with pytest.raises(config.ProfileError, match="key 'corpus' must be one of"):
         config.load_profile("smoke", corpus="flickr")
+
+
+def test_profiles_name_components_with_their_options():
+    q = config.load_profile("smoke", attacks={"pgd": {"epsilons": ["4/255", 0.1]}, "fgsm": None},
+                            detectors={"svm": {"grid": {"C": [1.0]}}, "lda": None})
+    assert q["attacks"] == ["pgd", "fgsm"] and q["attack_options"] == {"pgd": {"epsilons": [4 / 255, 0.1]}}
+    assert q["detectors"] == ["svm", "lda"] and q["detector_grids"] == {"svm": {"C": [1.0]}}
+    # the committed profiles use the nested form; as flat lists they mean the same
+    flat = config.load_profile("smoke", attacks=["bim", "pgd", "gradient", "fgsm"],
+                               detectors=["svm", "random_forest", "lda", "mlp"])
+    assert flat == config.load_profile("smoke") and config.run_name(flat) == "smoke"
+    for bad, match in [({"attacks": {"pgd": {"epsilon": [0.1]}}}, r"attack 'pgd': unknown option\(s\) \['epsilon'\]"),
+                       ({"attacks": ["pgdd"]}, "unknown attack 'pgdd'"),
+                       ({"detectors": {"svm": {"grid": {"CC": [1]}}}}, r"unknown grid parameter\(s\) \['CC'\]"),
+                       ({"detectors": {"svm": {"C": [1]}}}, "only a 'grid' mapping"),
+                       ({"attacks": {"pgd": {"epsilons": [0.1]}}, "attack_options": {"pgd": {"epsilons": [0.2]}}},
+                        "given in both")]:
+        with pytest.raises(config.ProfileError, match=match):
+            config.load_profile("smoke", **bad)

@@ -186,7 +186,8 @@ def feature_fitter(d: Data, name: str, kind: str, group: str, params: dict, **fi
             det.fit(X[tr], y[tr], X_dev=X[dv] if dv.any() else None, y_dev=y[dv] if dv.any() else None)
             best = {"best_epoch": det.best_epoch_}
         elif dv.any():
-            det, best, _ = detect.select_on_dev(name, X[tr], y[tr], X[dv], y[dv], seed=params["seed"], **fixed)
+            det, best, _ = detect.select_on_dev(name, X[tr], y[tr], X[dv], y[dv], seed=params["seed"],
+                                                grid=params.get("detector_grids", {}).get(name), **fixed)
         else:  # no dev part: the paper's setting (first grid point)
             det, best = detect.make_detector(name, **fixed), {}
             if "random_state" in det.get_params():
