@@ -54,7 +54,7 @@ import torch
 from torch import nn
 
 from . import attacks_custom as custom
-from .store import as_saved
+from .store import as_saved, check_images
 
 TOP_K = 5  # non-targeted: the original label must leave the top-5
 TARGET_PROB = 0.99  # targeted: p(target) >= 0.99
@@ -469,10 +469,7 @@ def run_attack(name: str, model: nn.Module, images: torch.Tensor, labels: torch.
     start. See :class:`AttackOutcome`.
     """
     spec = get_attack(name, **options)
-    if not isinstance(images, torch.Tensor) or images.dtype != torch.uint8 or images.dim() != 4 or images.shape[1] != 3:
-        got = tuple(images.shape) if isinstance(images, torch.Tensor) else type(images).__name__
-        raise ValueError(f"images must be a uint8 tensor (B, 3, H, W), got {got} "
-                         f"{getattr(images, 'dtype', '')}")
+    check_images(images)
     labels = _check_labels("labels", labels, len(images))
     reference = labels.clone() if reference is None else _check_labels("reference", reference, len(images))
     if save_format not in ("jpeg", "png"):

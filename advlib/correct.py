@@ -34,6 +34,8 @@ import numpy as np
 import torch
 from torch import nn
 
+from .store import check_images
+
 #: Quality factors searched by the heuristic (Sect. 5.2, Step 2), highest first.
 HEURISTIC_QFS: tuple[int, ...] = tuple(range(100, 35, -5))
 #: Fixed quality factors of the baseline (Table 6).
@@ -168,9 +170,7 @@ def jpeg_correct(images: torch.Tensor, qf: int | Sequence[int] | np.ndarray) -> 
     """
     from .ops import apply, jpeg_name, jpeg_qualities
 
-    if not isinstance(images, torch.Tensor) or images.dtype != torch.uint8 or images.dim() != 4:
-        got = f"{images.dtype} {tuple(images.shape)}" if isinstance(images, torch.Tensor) else type(images).__name__
-        raise ValueError(f"images must be a uint8 tensor (N, 3, H, W), got {got}")
+    check_images(images)
     qfs = np.broadcast_to(np.asarray(qf), (len(images),)) if np.ndim(qf) == 0 else np.asarray(qf)
     if qfs.shape != (len(images),) or not np.issubdtype(qfs.dtype, np.integer):
         raise ValueError(f"qf must be an int or N={len(images)} ints, got {qfs.dtype} {qfs.shape}")
@@ -347,11 +347,7 @@ class DenoisingAutoencoder(nn.Module):
         return f"channels={self.channels}"
 
 
-def _check_uint8(images: Any, name: str = "images") -> torch.Tensor:
-    if not isinstance(images, torch.Tensor) or images.dtype != torch.uint8 or images.dim() != 4 or images.shape[1] != 3:
-        got = f"{images.dtype} {tuple(images.shape)}" if isinstance(images, torch.Tensor) else type(images).__name__
-        raise ValueError(f"{name} must be a uint8 tensor (N, 3, H, W), got {got}")
-    return images
+_check_uint8 = check_images
 
 
 def train_dae(images_uint8: torch.Tensor, *, sigma: float = 0.1, epochs: int, batch_size: int = 32,

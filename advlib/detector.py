@@ -31,7 +31,7 @@ import torch
 from torch import nn
 
 from . import detect, features, ops as _ops
-from .store import pixel_sha256
+from .store import check_images, pixel_sha256
 
 #: Feature kinds, as :func:`advlib.features.feature_matrix` names them.
 FEATURES = features.FEATURE_KINDS
@@ -52,9 +52,7 @@ def as_images(images: Any, name: str = "images") -> torch.Tensor:
     from . import data
 
     if isinstance(images, torch.Tensor):
-        if images.dtype != torch.uint8 or images.dim() != 4 or images.shape[1] != 3:
-            raise ValueError(f"{name} must be uint8 (N, 3, H, W), got {images.dtype} {tuple(images.shape)}")
-        return images
+        return check_images(images, name)
     if isinstance(images, (str, os.PathLike)):
         raise ValueError(f"{name}: give a list of paths, not one path ({images})")
     paths = list(images)

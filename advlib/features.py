@@ -19,7 +19,7 @@ from torch import nn
 
 from . import ops as _ops
 from .config import tune_allocator
-from .store import pixel_sha256, save_tensors
+from .store import check_images, pixel_sha256, save_tensors
 
 __all__ = ["top5_under_ops", "counting", "differences", "feature_matrix", "FEATURE_KINDS"]
 
@@ -157,10 +157,7 @@ def top5_under_ops(model: nn.Module, images: torch.Tensor, ops: list[str] | None
     (default ``model.name``) and operation list, one file per chunk written atomically: a rerun
     computes nothing and an interrupted run resumes with the missing images.
     """
-    if not isinstance(images, torch.Tensor) or images.dim() != 4 or images.shape[1] != 3 \
-            or images.dtype != torch.uint8:
-        got = f"{images.dtype} {tuple(images.shape)}" if isinstance(images, torch.Tensor) else type(images).__name__
-        raise ValueError(f"images must be a uint8 tensor (N, 3, H, W), got {got}")
+    check_images(images)
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
     names = _check_ops(ops)

@@ -35,7 +35,7 @@ import numpy as np
 import torch
 from PIL import Image, ImageFilter
 
-from .store import from_pil as _from_pil, to_pil as _to_pil
+from .store import check_images, from_pil as _from_pil, to_pil as _to_pil
 
 __all__ = ["Operation", "OperationGroup", "OPERATION_GROUPS", "OPERATIONS", "GROUPS", "apply", "apply_many",
            "apply_pil", "check_exactness", "output_size", "register", "jpeg_name", "jpeg_qualities", "names_of"]
@@ -196,13 +196,7 @@ def _pil_scale(image: Image.Image, scale: float) -> Image.Image:
 
 # --------------------------------------------------------------------------- batched, exact
 
-def _check_batch(images: torch.Tensor) -> None:
-    if not isinstance(images, torch.Tensor):
-        raise TypeError(f"images must be a torch.Tensor (B, 3, H, W) uint8, got {type(images).__name__}")
-    if images.dim() != 4 or images.shape[1] != 3:
-        raise ValueError(f"images must have shape (B, 3, H, W), got {tuple(images.shape)}")
-    if images.dtype != torch.uint8:
-        raise ValueError(f"images must be uint8 pixels, got dtype {images.dtype}")
+_check_batch = check_images
 
 
 BACKENDS = ("auto", "torch", "pillow")

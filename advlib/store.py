@@ -89,6 +89,16 @@ def pixel_sha256(image: torch.Tensor | np.ndarray) -> str:
     return h.hexdigest()
 
 
+def check_images(images: Any, name: str = "images") -> torch.Tensor:
+    """``images`` if it is a uint8 tensor (N, 3, H, W), else ``ValueError`` naming ``name`` and
+    what it got. The one check of image batches (ops, features, attacks, correction, detectors)."""
+    if not isinstance(images, torch.Tensor) or images.dtype != torch.uint8 or images.dim() != 4 \
+            or images.shape[1] != 3:
+        got = f"{images.dtype} {tuple(images.shape)}" if isinstance(images, torch.Tensor) else type(images).__name__
+        raise ValueError(f"{name} must be a uint8 tensor (N, 3, H, W), got {got}")
+    return images
+
+
 def to_pil(image: torch.Tensor):
     """uint8 (3, H, W) tensor (any device) -> RGB ``PIL.Image``. The one tensor-to-Pillow conversion."""
     from PIL import Image

@@ -92,7 +92,7 @@ def test_bad_input_messages(photos):
         ops.apply("jpeg_101", photos)
     with pytest.raises(ValueError, match="uint8"):
         ops.apply("blur_2", photos.float())
-    with pytest.raises(ValueError, match=r"\(B, 3, H, W\)"):
+    with pytest.raises(ValueError, match=r"uint8 tensor \(N, 3, H, W\), got torch.uint8 \(3, 224, 224\)"):
         ops.apply("blur_2", photos[0])
 
 

@@ -5,6 +5,8 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from ..store import check_images
+
 
 def _device(device: str | torch.device) -> torch.device:
     from ..config import resolve_device
@@ -27,7 +29,4 @@ def _features(X, name: str = "X") -> np.ndarray:
 
 
 def _images(X, name: str = "X") -> torch.Tensor:
-    X = torch.as_tensor(X)
-    if X.dtype != torch.uint8 or X.dim() != 4 or X.shape[1] != 3:
-        raise ValueError(f"{name} must be uint8 images (N, 3, H, W), got {X.dtype} {tuple(X.shape)}")
-    return X
+    return check_images(torch.as_tensor(X), name)
