@@ -77,16 +77,13 @@ def select_ops(op_names: Sequence[str], groups: Sequence[str] | str = CORRECTION
     ``groups``: names of ``advlib.ops.GROUPS`` (jpeg, scaling, blur, rotation, jpeg+scaling, all)
     and/or explicit op names.
     """
-    from .ops import GROUPS
+    from .ops import GROUPS, names_of
 
-    wanted: set[str] = set()
-    for g in (groups,) if isinstance(groups, str) else groups:
-        if g in GROUPS:
-            wanted.update(GROUPS[g])
-        elif g in op_names:
-            wanted.add(g)
-        else:
+    groups = (groups,) if isinstance(groups, str) else tuple(groups)
+    for g in groups:
+        if g not in GROUPS and g not in op_names:
             raise ValueError(f"groups: {g!r} is neither an op group ({', '.join(GROUPS)}) nor one of op_names")
+    wanted = set(names_of([g for g in groups if g in GROUPS])) | {g for g in groups if g in op_names}
     idx = [i for i, n in enumerate(op_names) if n in wanted]
     if not idx:
         raise ValueError(f"groups {groups!r} select none of op_names")

@@ -55,6 +55,7 @@ from sklearn.base import BaseEstimator, ClassifierMixin
 from torch import nn
 
 from .config import torch_threads as _threads
+from .detect.stats_cnn import fit_epoch
 from .store import pixel_sha256
 
 #: Frozen-part batch size on the CPU (small batches are faster there) and on a GPU.
@@ -349,17 +350,9 @@ class FineTunedEfficientNet(BaseEstimator, ClassifierMixin):
                               leave=False):
                 net.train()
                 order = torch.randperm(len(A), generator=generator)
-                total, correct = 0.0, 0
-                for s in range(0, len(A), self.batch_size):
-                    idx = order[s:s + self.batch_size]
-                    xb, yb = A[idx].to(device), yt[idx].to(device)
-                    optimizer.zero_grad()
-                    logits = net(xb)
-                    loss = loss_fn(logits, yb)
-                    loss.backward()
-                    optimizer.step()
-                    total += loss.item() * len(idx)
-                    correct += int((logits.argmax(1) == yb).sum())
+                batches = ((A[idx].to(device), yt[idx].to(device))
+                           for idx in (order[s:s + self.batch_size] for s in range(0, len(A), self.batch_size)))
+                total, correct = fit_epoch(net, batches, optimizer, loss_fn)
                 record = {"epoch": epoch, "train_loss": total / len(A), "train_accuracy": correct / len(A)}
                 if has_dev:
                     acc = float(((self._proba(net, A_dev)[:, 1] >= 0.5) == y_dev).mean())

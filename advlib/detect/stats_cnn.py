@@ -40,6 +40,21 @@ def _stats_cnn_net(n_features: int, layout: str) -> nn.Sequential:
     return net
 
 
+def fit_epoch(net: nn.Module, batches, optimizer, loss_fn) -> tuple[float, int]:
+    """One training epoch over ``batches`` of ``(inputs, labels)``: returns the summed loss
+    (per-sample mean times batch size) and the number of correct predictions."""
+    total, correct = 0.0, 0
+    for xb, yb in batches:
+        optimizer.zero_grad()
+        logits = net(xb)
+        loss = loss_fn(logits, yb)
+        loss.backward()
+        optimizer.step()
+        total += loss.item() * len(yb)
+        correct += int((logits.argmax(1) == yb).sum())
+    return total, correct
+
+
 class _TorchDetector(BaseEstimator, ClassifierMixin):
     """Shared training loop: Adam, cross-entropy on 2 logits, keep the best epoch on dev."""
 
@@ -89,19 +104,10 @@ class _TorchDetector(BaseEstimator, ClassifierMixin):
         for epoch in tqdm(range(1, self.epochs + 1), desc=type(self).__name__, disable=not self.progress, leave=False):
             net.train()
             order = torch.randperm(len(X), generator=generator)
-            total, correct = 0.0, 0
-            for start in range(0, len(X), self.batch_size):
-                idx = order[start:start + self.batch_size]
-                if len(idx) < 2 and len(X) > 1:  # BatchNorm needs two samples in train mode
-                    continue
-                xb, yb = self._prepare(X[idx], device), y[idx].to(device)
-                optimizer.zero_grad()
-                logits = net(xb)
-                loss = loss_fn(logits, yb)
-                loss.backward()
-                optimizer.step()
-                total += loss.item() * len(idx)
-                correct += int((logits.argmax(1) == yb).sum())
+            batches = ((self._prepare(X[idx], device), y[idx].to(device))
+                       for idx in (order[s:s + self.batch_size] for s in range(0, len(X), self.batch_size))
+                       if len(idx) >= 2 or len(X) == 1)  # BatchNorm needs two samples in train mode
+            total, correct = fit_epoch(net, batches, optimizer, loss_fn)
             record = {"epoch": epoch, "train_loss": total / len(X), "train_accuracy": correct / len(X)}
             if has_dev:
                 self.net_ = net
