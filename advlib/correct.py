@@ -55,10 +55,9 @@ HEURISTIC_READINGS: dict[int, str] = {5: "top-5 match, authors' code (primary)",
 # ----------------------------------------------------------------------------- helpers
 
 def _labels_array(x: Any, name: str, ndim: int) -> np.ndarray:
-    arr = x.detach().cpu().numpy() if isinstance(x, torch.Tensor) else np.asarray(x)
-    if arr.ndim != ndim or not np.issubdtype(arr.dtype, np.integer):
-        raise ValueError(f"{name} must be an integer array with {ndim} dimensions, got {arr.dtype} {arr.shape}")
-    return arr.astype(np.int64, copy=False)
+    from .features import label_array
+
+    return label_array(x, name, ndim)
 
 
 def _check_after(after: Any, op_names: Sequence[str]) -> np.ndarray:

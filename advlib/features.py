@@ -225,11 +225,19 @@ def top5_under_ops(model: nn.Module, images: torch.Tensor, ops: list[str] | None
 
 # --------------------------------------------------------------------------- features
 
-def _as_labels(x, name: str, ndim: int) -> np.ndarray:
+def label_array(x, name: str, ndim: int, last_dim: int | None = None) -> np.ndarray:
+    """Class labels (a tensor or array of integers with ``ndim`` dimensions, the last of size
+    ``last_dim`` when given) as int64 numpy, else ``ValueError`` naming ``name``. The one check of
+    label arrays (top-5 lists, labels under operations, voted labels)."""
     arr = x.detach().cpu().numpy() if isinstance(x, torch.Tensor) else np.asarray(x)
-    if arr.ndim != ndim or arr.shape[-1] != TOPK:
-        raise ValueError(f"{name} must have {ndim} dims with last dim {TOPK}, got shape {arr.shape}")
-    return arr
+    if arr.ndim != ndim or not np.issubdtype(arr.dtype, np.integer) or (last_dim is not None and arr.shape[-1] != last_dim):
+        last = f" with last dim {last_dim}" if last_dim is not None else ""
+        raise ValueError(f"{name} must be an integer array with {ndim} dims{last}, got {arr.dtype} {arr.shape}")
+    return arr.astype(np.int64, copy=False)
+
+
+def _as_labels(x, name: str, ndim: int) -> np.ndarray:
+    return label_array(x, name, ndim, TOPK)
 
 
 def _pair(ref, after) -> tuple[np.ndarray, np.ndarray]:

@@ -134,4 +134,6 @@ def test_bad_inputs(classifier, photos, tmp_path):
     with pytest.raises(ValueError, match="classifier"):
         features.top5_under_ops(torch.nn.Identity(), photos, ["jpeg_50"], cache_dir=tmp_path, progress=False)
     with pytest.raises(ValueError, match="after has"):
-        features.counting(np.zeros((2, 5)), np.zeros((3, 4, 5)))
+        features.counting(np.zeros((2, 5), int), np.zeros((3, 4, 5), int))
+    with pytest.raises(ValueError, match="ref must be an integer array with 2 dims with last dim 5"):
+        features.counting(np.zeros((2, 5)), np.zeros((2, 4, 5), int))
