@@ -44,7 +44,7 @@ def load_images(paths: Sequence[str]) -> torch.Tensor:
 
 def predict_top5(classifier: nn.Module, images: Any, batch_size: int = 16) -> np.ndarray:
     """int64 (N, 5): the classifier's top-5 labels of each image, most probable first."""
-    return models.predict_topk(classifier, as_images(images).float() / 255, 5, batch_size).numpy()
+    return models.predict_topk(classifier, as_images(images), 5, batch_size).numpy()
 
 
 def _after(classifier: nn.Module, images: torch.Tensor, op_names: list[str], batch_size: int,
@@ -60,7 +60,7 @@ def correct_labels(classifier: nn.Module, images: Any, *, groups: Sequence[str] 
     classifier's top-5 under the operations of ``groups`` (default JPEG + scaling, the paper's
     26 operations); -1 pads images with fewer than five distinct labels."""
     x = as_images(images)
-    names = [n for n in _ops.OPERATIONS if n in set(_ops.names_of(groups))]
+    names = _ops.names_of(groups)
     return _correct.label_correction(_after(classifier, x, names, batch_size, device), names, groups)
 
 
@@ -74,8 +74,7 @@ def correct_images(classifier: nn.Module, images: Any, strategy: str = "min", *,
     voted label *in the top-5* (the authors' code; :data:`advlib.correct.HEURISTIC_RANK`).
     """
     x = as_images(images)
-    names = list(dict.fromkeys([n for n in _ops.OPERATIONS if n in set(_ops.names_of(groups))]
-                               + [_ops.jpeg_name(q) for q in qfs]))
+    names = _ops.names_of(list(groups) + [_ops.jpeg_name(q) for q in qfs])
     fixed, qf, _ = _correct.heuristic_correct(x, _after(classifier, x, names, batch_size, device), names, strategy,
                                               qfs, groups=groups)
     return fixed, qf

@@ -82,9 +82,8 @@ _FRACTION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*/\s*(\d+(?:\.\d+)?)\s*$")
 
 def _numbers(value: Any) -> Any:
     """Option values as YAML gives them, with fractions like ``"4/255"`` read as floats."""
-    if isinstance(value, str) and _FRACTION.match(value):
-        a, b = _FRACTION.match(value).groups()
-        return float(a) / float(b)
+    if isinstance(value, str) and (m := _FRACTION.match(value)):
+        return float(m.group(1)) / float(m.group(2))
     if isinstance(value, list):
         return [_numbers(v) for v in value]
     if isinstance(value, dict):
@@ -124,30 +123,26 @@ def check_components(params: dict[str, Any], source: str = "<parameters>") -> No
     Imports the registries (torch, Foolbox): :func:`load_profile` calls it."""
     from . import attacks, detect, ops
 
-    for name in params["attacks"]:
-        if name not in attacks.ATTACKS:
-            raise ProfileError(f"{source}: key 'attacks': unknown attack '{name}' (known: {', '.join(attacks.ATTACKS)})")
+    def known(names, registry: dict, key: str, kind: str) -> None:
+        for name in names:
+            if name not in registry:
+                raise ProfileError(f"{source}: key '{key}': unknown {kind} '{name}' (known: {', '.join(registry)})")
+
+    known(params["attacks"], attacks.ATTACKS, "attacks", "attack")
+    known(params["attack_options"], attacks.ATTACKS, "attack_options", "attack")
+    known(params["detectors"], detect.DETECTORS, "detectors", "detector")
+    known(params["detector_grids"], detect.DETECTORS, "detector_grids", "detector")
+    known(params["ops"] or [], ops.OPERATIONS, "ops", "operation")
     for name, opts in params["attack_options"].items():
-        if name not in attacks.ATTACKS:
-            raise ProfileError(f"{source}: key 'attack_options': unknown attack '{name}'")
         unknown = sorted(set(opts) - set(attacks.ATTACKS[name].options))
         if unknown:
             raise ProfileError(f"{source}: attack '{name}': unknown option(s) {unknown} "
                                f"(its options: {', '.join(attacks.ATTACKS[name].options)})")
-    for name in params["detectors"]:
-        if name not in detect.DETECTORS:
-            raise ProfileError(f"{source}: key 'detectors': unknown detector '{name}' (known: {', '.join(detect.DETECTORS)})")
     for name, grid in params["detector_grids"].items():
-        if name not in detect.DETECTORS:
-            raise ProfileError(f"{source}: key 'detector_grids': unknown detector '{name}'")
         if name in ("svm", "random_forest", "lda", "mlp"):  # cheap to build: check the grid's keys
-            known = set(detect.make_detector(name).get_params())
-            unknown = sorted(set(grid) - known)
+            unknown = sorted(set(grid) - set(detect.make_detector(name).get_params()))
             if unknown:
                 raise ProfileError(f"{source}: detector '{name}': unknown grid parameter(s) {unknown}")
-    for name in params["ops"] or []:
-        if name not in ops.OPERATIONS:
-            raise ProfileError(f"{source}: key 'ops': unknown operation '{name}'")
 
 
 def _type_name(tp: Any) -> str:
@@ -369,6 +364,14 @@ def run_name(params: dict[str, Any]) -> str:
     return name if not diff else f"{name}-{fingerprint(diff, length=8)}"
 
 
+def store_dir(params: dict[str, Any] | str) -> Path:
+    """``data/<profile>`` (created): the keyed artefacts shared by every run of a profile. Needs
+    only the profile's name, not :func:`run_name` (which reads the profile's file)."""
+    path = ROOT / "data" / (params if isinstance(params, str) else params["profile"])
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
 def out_dirs(params: dict[str, Any] | str) -> dict[str, Path]:
     """The folders of one run (created).
 
@@ -378,11 +381,11 @@ def out_dirs(params: dict[str, Any] | str) -> dict[str, Path]:
     the run's own outputs, where ``<run>`` is :func:`run_name` (the profile's name unless the
     parameters differ from its file). ``params`` may be a profile name (then ``<run>`` is it).
     """
-    profile = params if isinstance(params, str) else params["profile"]
     run = params if isinstance(params, str) else run_name(params)
+    store = store_dir(params)
     dirs = {
-        "store": ROOT / "data" / profile,
-        "cache": ROOT / "data" / profile / "cache",
+        "store": store,
+        "cache": store / "cache",
         "data": ROOT / "data" / run,
         "models": ROOT / "data" / run / "models",
         "tables": ROOT / "tables" / run,

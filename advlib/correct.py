@@ -34,6 +34,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from .features import label_array
 from .store import check_images
 
 #: Quality factors searched by the heuristic (Sect. 5.2, Step 2), highest first.
@@ -54,14 +55,8 @@ HEURISTIC_READINGS: dict[int, str] = {5: "top-5 match, authors' code (primary)",
 
 # ----------------------------------------------------------------------------- helpers
 
-def _labels_array(x: Any, name: str, ndim: int) -> np.ndarray:
-    from .features import label_array
-
-    return label_array(x, name, ndim)
-
-
 def _check_after(after: Any, op_names: Sequence[str]) -> np.ndarray:
-    arr = _labels_array(after, "after", 3)
+    arr = label_array(after, "after", 3)
     if arr.shape[2] != 5:
         raise ValueError(f"after must be (N, n_ops, 5) top-5 labels, got {arr.shape}")
     if arr.shape[1] != len(op_names):
@@ -94,8 +89,8 @@ def top5_correct(top5: Any, labels: Any) -> np.ndarray:
 
     Returns a bool array (N,).
     """
-    t = _labels_array(top5, "top5", 2)
-    y = _labels_array(labels, "labels", 1)
+    t = label_array(top5, "top5", 2)
+    y = label_array(labels, "labels", 1)
     if len(t) != len(y):
         raise ValueError(f"top5 has {len(t)} rows but labels has {len(y)}")
     return (t == y[:, None]).any(axis=1)
@@ -192,7 +187,7 @@ def heuristic_qf_set(after: Any, op_names: Sequence[str], corrected: Any,
     paper's "produces l" reads as top-1 (``rank=1``).
     """
     arr = _check_after(after, op_names)
-    corr = _labels_array(corrected, "corrected", 2)
+    corr = label_array(corrected, "corrected", 2)
     if corr.shape != (len(arr), 5):
         raise ValueError(f"corrected must be (N, 5) = ({len(arr)}, 5), got {corr.shape}")
     if not 1 <= rank <= 5:
@@ -343,9 +338,6 @@ class DenoisingAutoencoder(nn.Module):
         return f"channels={self.channels}"
 
 
-_check_uint8 = check_images
-
-
 def train_dae(images_uint8: torch.Tensor, *, sigma: float = 0.1, epochs: int, batch_size: int = 32,
               lr: float = 1e-3, device: str | torch.device = "cpu", seed: int = 0, progress: bool = True,
               channels: Sequence[int] = (32, 64, 128)) -> DenoisingAutoencoder:
@@ -355,7 +347,7 @@ def train_dae(images_uint8: torch.Tensor, *, sigma: float = 0.1, epochs: int, ba
     the clean image; MSE loss, Adam(``lr``). Seeded (init, shuffling, noise). Returns the model in
     eval mode on ``device``, with ``model.losses`` (per-batch training losses, float list).
     """
-    images = _check_uint8(images_uint8, "images_uint8")
+    images = check_images(images_uint8, "images_uint8")
     if epochs < 1 or batch_size < 1 or sigma < 0:
         raise ValueError(f"need epochs >= 1, batch_size >= 1, sigma >= 0; got {epochs}, {batch_size}, {sigma}")
     from tqdm.auto import tqdm
@@ -391,7 +383,7 @@ def train_dae(images_uint8: torch.Tensor, *, sigma: float = 0.1, epochs: int, ba
 def denoise(model: nn.Module, images_uint8: torch.Tensor, *, batch_size: int = 32,
             device: str | torch.device = "cpu") -> torch.Tensor:
     """Run the autoencoder on uint8 (N, 3, H, W) images; returns uint8 (N, 3, H, W) (rounded), on CPU."""
-    images = _check_uint8(images_uint8, "images_uint8")
+    images = check_images(images_uint8, "images_uint8")
     model = model.to(device).eval()
     out = [model(images[s:s + batch_size].to(device).float().div(255)).mul(255).round().clamp(0, 255)
            .to(torch.uint8).cpu() for s in range(0, len(images), batch_size)]

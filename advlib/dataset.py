@@ -128,8 +128,7 @@ def normal_key(params: dict, classifier: str) -> str:
 
 def normal_table_path(params: dict, classifier: str) -> Path:
     """The normal-image table of ``classifier`` under the current parameters (in the store)."""
-    root = config.out_dirs(params)["store"]
-    return root / "normal" / f"{classifier}-{normal_key(params, classifier)}.csv"
+    return config.store_dir(params) / "normal" / f"{classifier}-{normal_key(params, classifier)}.csv"
 
 
 def _check_cached_normal(table: pd.DataFrame, params: dict, path: Path) -> pd.DataFrame:
@@ -151,7 +150,7 @@ def build_normal(params: dict, classifier: str, model: torch.nn.Module, device: 
     ``n_normal`` selected are written with :func:`save_dataset_image` and read back (the
     attacks start from these files).
     """
-    root = config.out_dirs(params)["store"]
+    root = config.store_dir(params)
     out = normal_table_path(params, classifier)
     if out.exists():
         return _check_cached_normal(read_table(out), params, out)
@@ -220,9 +219,10 @@ def plan_shards(params: dict, normal: pd.DataFrame, classifier: str) -> list[Sha
             per_attack[a].append(image_id)
     shards = []
     size = params["shard_size"]
+    by_id = normal.set_index("image_id")
     for attack, ids in per_attack.items():
         for c in range(0, len(ids), size):
-            rows = normal.set_index("image_id").loc[ids[c:c + size]].reset_index()
+            rows = by_id.loc[ids[c:c + size]].reset_index()
             shards.append(Shard(classifier, attack, c // size, tuple(ids[c:c + size]),
                                 shard_key(params, classifier, attack, c // size, rows)))
     return shards
@@ -266,7 +266,7 @@ def run_shard(params: dict, shard: Shard, model: torch.nn.Module | None = None) 
     the saved normal image. Runs on ``attack_threads`` torch threads (fixed: the results do not
     depend on the machine's core count).
     """
-    root = config.out_dirs(params)["store"]
+    root = config.store_dir(params)
     out = shard.path(root)
     if out.exists():
         return read_table(out)
@@ -511,7 +511,7 @@ def top5_under_ops(params: dict, manifest: pd.DataFrame, progress: bool = True) 
     """
     from . import features, ops
 
-    dirs = config.out_dirs(params)
+    store = config.store_dir(params)
     device = config.resolve_device(params["device"])
     op_names = list(params["ops"] or ops.OPERATIONS)
     out = np.zeros((len(manifest), 1 + len(op_names), 5), dtype=np.int64)
@@ -520,9 +520,9 @@ def top5_under_ops(params: dict, manifest: pd.DataFrame, progress: bool = True) 
         if not len(rows):
             continue
         model = models.load_classifier(clf, device)
-        images = load_images(dirs["store"], manifest["path"].to_numpy()[rows].tolist())
+        images = load_images(store, manifest["path"].to_numpy()[rows].tolist())
         t = features.top5_under_ops(model, images, op_names, batch_size=params["batch_size"], device=device,
-                                    cache_dir=dirs["cache"], classifier=clf, workers=params["workers"],
+                                    cache_dir=store / "cache", classifier=clf, workers=params["workers"],
                                     progress=progress)
         out[rows] = np.asarray(t)
     return out, op_names

@@ -168,11 +168,15 @@ class Detector:
         return self.threshold
 
     # ------------------------------------------------------------------ persistence
+    @property
+    def estimator_name(self) -> str:
+        """The estimator's registry name, or its class name for an estimator object."""
+        return self.estimator if isinstance(self.estimator, str) else type(self.estimator).__name__
+
     def describe(self) -> dict[str, Any]:
         """The metadata saved with the detector."""
-        est = self.estimator if isinstance(self.estimator, str) else type(self.estimator).__name__
         return {"classifier": classifier_name(self.classifier), "ops": self.op_names, "group": self.group,
-                "feature": self.feature, "estimator": est, "threshold": self.threshold, **self.meta}
+                "feature": self.feature, "estimator": self.estimator_name, "threshold": self.threshold, **self.meta}
 
     def save(self, path: str | os.PathLike) -> Path:
         """Save the fitted estimator and :meth:`describe` into folder ``path`` (safe formats)."""
@@ -201,7 +205,6 @@ class Detector:
         return det
 
     def __repr__(self) -> str:
-        est = self.estimator if isinstance(self.estimator, str) else type(self.estimator).__name__
         state = "fitted" if self.estimator_ is not None else "not fitted"
         return (f"Detector({classifier_name(self.classifier)!r}, feature={self.feature!r}, ops={self.group!r}, "
-                f"estimator={est!r}, threshold={self.threshold:.4g}, {state})")
+                f"estimator={self.estimator_name!r}, threshold={self.threshold:.4g}, {state})")

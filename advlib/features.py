@@ -236,12 +236,8 @@ def label_array(x, name: str, ndim: int, last_dim: int | None = None) -> np.ndar
     return arr.astype(np.int64, copy=False)
 
 
-def _as_labels(x, name: str, ndim: int) -> np.ndarray:
-    return label_array(x, name, ndim, TOPK)
-
-
 def _pair(ref, after) -> tuple[np.ndarray, np.ndarray]:
-    ref, after = _as_labels(ref, "ref", 2), _as_labels(after, "after", 3)
+    ref, after = label_array(ref, "ref", 2, TOPK), label_array(after, "after", 3, TOPK)
     if len(ref) != len(after):
         raise ValueError(f"ref has {len(ref)} images but after has {len(after)}")
     return ref, after
@@ -274,7 +270,7 @@ def feature_matrix(top5, kind: str, group: str, ops: list[str] | None = None) ->
     if group not in _ops.GROUPS:
         raise KeyError(f"unknown operation group {group!r} (known: {', '.join(_ops.GROUPS)})")
     names = _check_ops(ops)
-    arr = _as_labels(top5, "top5", 3)
+    arr = label_array(top5, "top5", 3, TOPK)
     if arr.shape[1] != 1 + len(names):
         raise ValueError(f"top5 has {arr.shape[1]} columns, expected 1 + {len(names)} operations")
     missing = [n for n in _ops.GROUPS[group] if n not in names]

@@ -196,9 +196,6 @@ def _pil_scale(image: Image.Image, scale: float) -> Image.Image:
 
 # --------------------------------------------------------------------------- batched, exact
 
-_check_batch = check_images
-
-
 BACKENDS = ("auto", "torch", "pillow")
 
 
@@ -213,7 +210,7 @@ def apply(name: str, images: torch.Tensor, *, workers: int = 0, backend: str = "
     on a GPU and Pillow on the CPU, where Pillow's C loops are the faster of the two.
     """
     op = _op(name)
-    _check_batch(images)
+    check_images(images)
     if backend not in BACKENDS:
         raise ValueError(f"backend must be one of {BACKENDS}, got {backend!r}")
     if images.shape[0] == 0:
@@ -240,7 +237,7 @@ def apply_many(names: list[str], images: torch.Tensor, *, workers: int = 0, back
     """
     for name in names:
         _op(name)
-    _check_batch(images)
+    check_images(images)
     if backend not in BACKENDS:
         raise ValueError(f"backend must be one of {BACKENDS}, got {backend!r}")
     b, _, h, w = images.shape
