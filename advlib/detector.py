@@ -33,6 +33,9 @@ from torch import nn
 from . import detect, features, ops as _ops
 from .store import check_images, pixel_sha256
 
+#: Detectors shipped inside the package, one folder per classifier (written by ``make reproduce``).
+PRETRAINED_DIR = Path(__file__).resolve().parent / "pretrained"
+
 #: Feature kinds, as :func:`advlib.features.feature_matrix` names them.
 FEATURES = features.FEATURE_KINDS
 #: Detectors of :data:`advlib.detect.DETECTORS` that take images, not features: every other
@@ -203,6 +206,25 @@ class Detector:
         det.meta = {k: v for k, v in meta.items() if k not in ("classifier", "ops", "group", "feature", "estimator",
                                                                "threshold")}
         return det
+
+    @classmethod
+    def pretrained(cls, classifier: str | nn.Module = "efficientnet_lite0", **kwargs: Any) -> "Detector":
+        """The detector shipped with advlib for ``classifier`` (a name of
+        :data:`advlib.models.CLASSIFIERS`, loaded on CPU, or a loaded classifier), from
+        :data:`PRETRAINED_DIR`. Its ``meta`` states the out-of-fold false-positive and detection
+        rates measured when it was trained. ``kwargs``: as :meth:`load`."""
+        if isinstance(classifier, str):
+            from .models import load_classifier
+
+            classifier = load_classifier(classifier)
+        name = classifier_name(classifier)
+        path = PRETRAINED_DIR / name
+        if not (path / "detector.json").exists():
+            shipped = sorted(p.name for p in PRETRAINED_DIR.glob("*") if (p / "detector.json").exists())
+            raise FileNotFoundError(f"no detector ships with advlib for classifier {name!r} (looked in {path}); "
+                                    f"shipped: {', '.join(shipped) or 'none'}. Train one with advlib.Detector "
+                                    f"and pass its folder instead")
+        return cls.load(path, classifier, **kwargs)
 
     def __repr__(self) -> str:
         state = "fitted" if self.estimator_ is not None else "not fitted"
