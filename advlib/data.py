@@ -12,7 +12,7 @@ import os
 import re
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Callable, Iterable
+from typing import Any, Callable, Iterable
 
 import numpy as np
 import pandas as pd
@@ -315,10 +315,10 @@ def manifest(items: Iterable[Item], images: torch.Tensor, **columns) -> pd.DataF
     return df
 
 
-#: Corpora by the profiles' ``corpus`` name: a function of the profile returning its candidate
-#: :class:`Item` list. Adding one: ``CORPORA["mine"] = lambda params: [...]`` (and list the name
-#: in ``advlib.config.CORPUS_NAMES``).
-CORPORA: dict[str, Callable[[dict], list[Item]]] = {
-    "demo": lambda params: demo_items(params["crops_per_photo"]),
-    "imagenet": lambda params: imagenet_items(params["imagenet_dir"], params.get("imagenet_labels")),
+#: Corpora by the profiles' ``corpus`` name: a function of the run's
+#: :class:`advlib.dataset.DatasetSpec` returning its candidate :class:`Item` list. Adding one:
+#: ``CORPORA["mine"] = lambda spec: [...]`` (and list the name in ``advlib.config.CORPUS_NAMES``).
+CORPORA: dict[str, Callable[[Any], list[Item]]] = {
+    "demo": lambda spec: demo_items(spec.crops_per_photo),
+    "imagenet": lambda spec: imagenet_items(spec.imagenet_dir, spec.imagenet_labels),
 }

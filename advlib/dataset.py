@@ -39,7 +39,7 @@ from __future__ import annotations
 
 import hashlib
 import traceback
-from dataclasses import dataclass
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
@@ -60,6 +60,57 @@ VERSION = 3
 #: Profile keys that determine the normal images of a classifier (with the classifier's name).
 NORMAL_KEYS = ("corpus", "imagenet_dir", "imagenet_labels", "n_candidates", "n_normal", "crops_per_photo",
                "save_format", "seed", "batch_size", "attack_threads")
+
+
+@dataclass(frozen=True)
+class DatasetSpec:
+    """Everything the dataset stage depends on (the profile keys of notebook 01, by name).
+
+    ``profile``: the profile's name (keyed artefacts go to its store, ``data/<profile>``);
+    ``run``: the run's name (:func:`advlib.config.run_name`; its tables go to ``data/<run>``).
+    ``corpus``: a name of :data:`advlib.data.CORPORA`, called with this spec; ``attacks``: names
+    of :data:`advlib.attacks.ATTACKS` with per-attack keyword ``attack_options``. The other
+    fields are documented in :data:`advlib.config.SCHEMA`. :meth:`from_profile` builds one from
+    a loaded profile.
+    """
+
+    classifiers: list[str]
+    attacks: list[str]
+    profile: str = "custom"
+    run: str = ""
+    corpus: str = "demo"
+    imagenet_dir: str | None = None
+    imagenet_labels: str | None = None
+    n_candidates: int = 100
+    n_normal: int = 100
+    crops_per_photo: int = 1
+    attack_options: dict = field(default_factory=dict)
+    attacks_per_image: int = 0
+    save_format: str = "jpeg"
+    split: list = field(default_factory=lambda: [0.6, 0.2, 0.2])
+    shard_size: int = 8
+    seed: int = 0
+    device: str = "auto"
+    batch_size: int = 0
+    workers: int = 0
+    attack_threads: int = 0
+    ops: list | None = None
+
+    @classmethod
+    def from_profile(cls, params: dict[str, Any]) -> "DatasetSpec":
+        """The dataset keys of a loaded profile (:func:`advlib.config.load_profile`)."""
+        names = {f.name for f in fields(cls)} - {"run"}
+        return cls(run=config.run_name(params), **{k: params[k] for k in names if k in params})
+
+    @property
+    def store(self) -> Path:
+        """``data/<profile>`` (created): the keyed images, shards and top-5 cache of the profile."""
+        return config.store_dir(self.profile)
+
+    @property
+    def data_dir(self) -> Path:
+        """``data/<run>`` (created): this run's manifest, attacked and attempt tables."""
+        return config.out_dirs(self.run or self.profile)["data"]
 
 
 @dataclass(frozen=True)
@@ -93,9 +144,9 @@ def _seed(*parts: Any) -> int:
     return int(hashlib.sha256("/".join(map(str, parts)).encode()).hexdigest()[:8], 16)
 
 
-def shard_seed(params: dict, shard: "Shard") -> int:
+def shard_seed(spec: DatasetSpec, shard: "Shard") -> int:
     """The seed of one shard's attack (PGD's random start): from the profile seed and the shard."""
-    return _seed(params["seed"], shard.classifier, shard.attack, shard.chunk)
+    return _seed(spec.seed, shard.classifier, shard.attack, shard.chunk)
 
 
 # --------------------------------------------------------------------------- image files
@@ -112,28 +163,28 @@ def save_dataset_image(image: torch.Tensor, stem: Path, save_format: str) -> tup
 
 # --------------------------------------------------------------------------- normal images
 
-def candidate_items(params: dict) -> list[data.Item]:
+def candidate_items(spec: DatasetSpec) -> list[data.Item]:
     """The candidate inputs of a profile, in a seeded order (its corpus of :data:`advlib.data.CORPORA`)."""
-    items = data.CORPORA[params["corpus"]](params)
-    order = np.random.default_rng(params["seed"]).permutation(len(items))
-    return [items[i] for i in order[: params["n_candidates"]]]
+    items = data.CORPORA[spec.corpus](spec)
+    order = np.random.default_rng(spec.seed).permutation(len(items))
+    return [items[i] for i in order[: spec.n_candidates]]
 
 
-def normal_key(params: dict, classifier: str) -> str:
+def normal_key(spec: DatasetSpec, classifier: str) -> str:
     """The key of a classifier's normal images: a hash of :data:`NORMAL_KEYS`, the resolved
     device, the classifier and :data:`VERSION` (what the selection depends on)."""
-    return config.fingerprint(VERSION, classifier, config.resolve_device(params["device"]),
-                              {k: params.get(k) for k in NORMAL_KEYS})
+    return config.fingerprint(VERSION, classifier, config.resolve_device(spec.device),
+                              {k: getattr(spec, k) for k in NORMAL_KEYS})
 
 
-def normal_table_path(params: dict, classifier: str) -> Path:
+def normal_table_path(spec: DatasetSpec, classifier: str) -> Path:
     """The normal-image table of ``classifier`` under the current parameters (in the store)."""
-    return config.store_dir(params) / "normal" / f"{classifier}-{normal_key(params, classifier)}.csv"
+    return spec.store / "normal" / f"{classifier}-{normal_key(spec, classifier)}.csv"
 
 
-def _check_cached_normal(table: pd.DataFrame, params: dict, path: Path) -> pd.DataFrame:
+def _check_cached_normal(table: pd.DataFrame, spec: DatasetSpec, path: Path) -> pd.DataFrame:
     """A cached normal table must match the profile's file format and have today's columns."""
-    suffix = image_format(params["save_format"])[0]
+    suffix = image_format(spec.save_format)[0]
     stale = "l2" not in table.columns or not table["path"].astype(str).str.endswith(suffix).all()
     if stale:
         raise ValueError(f"{path} was written by an older version or another save_format (expected "
@@ -141,7 +192,7 @@ def _check_cached_normal(table: pd.DataFrame, params: dict, path: Path) -> pd.Da
     return table
 
 
-def build_normal(params: dict, classifier: str, model: torch.nn.Module, device: str) -> pd.DataFrame:
+def build_normal(spec: DatasetSpec, classifier: str, model: torch.nn.Module, device: str) -> pd.DataFrame:
     """Select and save the normal images of one classifier; return their table (cached).
 
     Every candidate is judged as it will be stored: encoded in the profile's ``save_format``
@@ -150,23 +201,23 @@ def build_normal(params: dict, classifier: str, model: torch.nn.Module, device: 
     ``n_normal`` selected are written with :func:`save_dataset_image` and read back (the
     attacks start from these files).
     """
-    root = config.store_dir(params)
-    out = normal_table_path(params, classifier)
+    root = spec.store
+    out = normal_table_path(spec, classifier)
     if out.exists():
-        return _check_cached_normal(read_table(out), params, out)
-    with config.torch_threads(params["attack_threads"] or None):
-        return _build_normal(params, classifier, model, root, out)
+        return _check_cached_normal(read_table(out), spec, out)
+    with config.torch_threads(spec.attack_threads or None):
+        return _build_normal(spec, classifier, model, root, out)
 
 
-def _build_normal(params: dict, classifier: str, model: torch.nn.Module, root: Path, out: Path) -> pd.DataFrame:
-    fmt = params["save_format"]
-    items = candidate_items(params)
+def _build_normal(spec: DatasetSpec, classifier: str, model: torch.nn.Module, root: Path, out: Path) -> pd.DataFrame:
+    fmt = spec.save_format
+    items = candidate_items(spec)
     images, items, failures = data.read_images(items, progress=True)
     for path, msg in failures:
         print(f"skipped unreadable image: {msg}")
     saved = torch.stack([as_saved(im, fmt) for im in images]) if len(images) else images
-    top5 = models.predict_topk(model, saved, 5, params["batch_size"])
-    keep = np.flatnonzero(data.select_normal(top5, items))[: params["n_normal"]]
+    top5 = models.predict_topk(model, saved, 5, spec.batch_size)
+    keep = np.flatnonzero(data.select_normal(top5, items))[: spec.n_normal]
     rows = []
     for i in keep:
         it = items[i]
@@ -200,31 +251,31 @@ def assign_attacks(n_images: int, attacks: list[str], per_image: int) -> list[li
     return [[attacks[(i * per_image + j) % len(attacks)] for j in range(per_image)] for i in range(n_images)]
 
 
-def shard_key(params: dict, classifier: str, attack: str, chunk: int, normal: pd.DataFrame) -> str:
+def shard_key(spec: DatasetSpec, classifier: str, attack: str, chunk: int, normal: pd.DataFrame) -> str:
     """The key of one shard: a hash of what its result depends on: its images (ids, pixel
     hashes, labels, top-1), the attack and its options, the file format, the seed, the batch
     size, ``attack_threads``, the resolved device and :data:`VERSION`. ``normal``: the shard's rows of the normal table."""
     images = normal[["image_id", "sha256", "label", "top1"]].astype(str).to_numpy().tolist()
-    return config.fingerprint(VERSION, classifier, attack, chunk, images, params["attack_options"].get(attack, {}),
-                              params["save_format"], params["seed"], params["batch_size"], params["attack_threads"],
-                              config.resolve_device(params["device"]))
+    return config.fingerprint(VERSION, classifier, attack, chunk, images, spec.attack_options.get(attack, {}),
+                              spec.save_format, spec.seed, spec.batch_size, spec.attack_threads,
+                              config.resolve_device(spec.device))
 
 
-def plan_shards(params: dict, normal: pd.DataFrame, classifier: str) -> list[Shard]:
+def plan_shards(spec: DatasetSpec, normal: pd.DataFrame, classifier: str) -> list[Shard]:
     """The (classifier, attack, chunk) shards of one classifier's normal images, with their keys."""
-    per_attack: dict[str, list[str]] = {a: [] for a in params["attacks"]}
-    for image_id, attacks in zip(normal["image_id"], assign_attacks(len(normal), params["attacks"],
-                                                                    params["attacks_per_image"])):
+    per_attack: dict[str, list[str]] = {a: [] for a in spec.attacks}
+    for image_id, attacks in zip(normal["image_id"], assign_attacks(len(normal), spec.attacks,
+                                                                    spec.attacks_per_image)):
         for a in attacks:
             per_attack[a].append(image_id)
     shards = []
-    size = params["shard_size"]
+    size = spec.shard_size
     by_id = normal.set_index("image_id")
     for attack, ids in per_attack.items():
         for c in range(0, len(ids), size):
             rows = by_id.loc[ids[c:c + size]].reset_index()
             shards.append(Shard(classifier, attack, c // size, tuple(ids[c:c + size]),
-                                shard_key(params, classifier, attack, c // size, rows)))
+                                shard_key(spec, classifier, attack, c // size, rows)))
     return shards
 
 
@@ -254,7 +305,7 @@ def _attempt_rows(outcome: Any, normal: pd.DataFrame, shard: Shard, kind: str) -
     return pd.DataFrame(rows, columns=ATTEMPT_COLUMNS)
 
 
-def run_shard(params: dict, shard: Shard, model: torch.nn.Module | None = None) -> pd.DataFrame:
+def run_shard(spec: DatasetSpec, shard: Shard, model: torch.nn.Module | None = None) -> pd.DataFrame:
     """Attack one shard's images, save the results, re-check them from the saved files.
 
     The attacks start from the saved normal files, steer by their ``top1`` and must also push the
@@ -266,34 +317,34 @@ def run_shard(params: dict, shard: Shard, model: torch.nn.Module | None = None) 
     the saved normal image. Runs on ``attack_threads`` torch threads (fixed: the results do not
     depend on the machine's core count).
     """
-    root = config.store_dir(params)
+    root = spec.store
     out = shard.path(root)
     if out.exists():
         return read_table(out)
-    with config.torch_threads(params["attack_threads"] or None):
-        return _run_shard(params, shard, model, root, out)
+    with config.torch_threads(spec.attack_threads or None):
+        return _run_shard(spec, shard, model, root, out)
 
 
-def _run_shard(params: dict, shard: Shard, model: torch.nn.Module | None, root: Path, out: Path) -> pd.DataFrame:
+def _run_shard(spec: DatasetSpec, shard: Shard, model: torch.nn.Module | None, root: Path, out: Path) -> pd.DataFrame:
     from . import attacks
 
-    device = config.resolve_device(params["device"])
+    device = config.resolve_device(spec.device)
     model = model if model is not None else models.load_classifier(shard.classifier, device)
-    normal = read_table(normal_table_path(params, shard.classifier)).set_index("image_id").loc[list(shard.image_ids)]
+    normal = read_table(normal_table_path(spec, shard.classifier)).set_index("image_id").loc[list(shard.image_ids)]
     images = load_images(root, normal["path"].tolist())
     labels = torch.tensor(normal["top1"].to_numpy())
     reference = torch.tensor(normal["label"].to_numpy())
     spec = attacks.ATTACKS[shard.attack]
     kind = "targeted" if spec.targeted else "non-targeted"
-    outcome = attacks.run_attack(shard.attack, model, images, labels, save_format=params["save_format"],
-                                 device=device, batch_size=params["batch_size"], seed=shard_seed(params, shard),
-                                 reference=reference, **params["attack_options"].get(shard.attack, {}))
+    outcome = attacks.run_attack(shard.attack, model, images, labels, save_format=spec.save_format,
+                                 device=device, batch_size=spec.batch_size, seed=shard_seed(spec, shard),
+                                 reference=reference, **spec.attack_options.get(shard.attack, {}))
     folder = shard.image_folder(root)
     saved_files = [save_dataset_image(outcome.adversarial[i], folder / image_id.split("/", 1)[1],
-                                      params["save_format"]) for i, image_id in enumerate(normal.index)]
+                                      spec.save_format) for i, image_id in enumerate(normal.index)]
     saved = torch.stack([pixels for _, pixels in saved_files])  # the criterion is checked on the files
     targets = torch.as_tensor(outcome.target) if spec.targeted else None
-    ok_file = attacks.is_adversarial(model, saved, labels, targets, params["batch_size"], reference=reference)
+    ok_file = attacks.is_adversarial(model, saved, labels, targets, spec.batch_size, reference=reference)
     l2, linf = attacks.perturbation_norms(saved, images)
     rows = []
     for i, (image_id, row) in enumerate(normal.iterrows()):
@@ -409,16 +460,16 @@ def compare_table1(ours: pd.DataFrame, reference: pd.DataFrame, tolerance: dict 
     return pd.DataFrame(rows)
 
 
-def check_table1_reference(t1: pd.DataFrame, params: dict) -> str:
+def check_table1_reference(t1: pd.DataFrame, spec: DatasetSpec) -> str:
     """Compare a run's Table 1 with its profile's committed reference (:func:`reference_table1_path`)
     within :data:`TABLE1_TOLERANCE`; raise ``AssertionError`` listing the counts beyond it.
     Returns a one-line summary (also when there is nothing to compare with: parameters that
     differ from the profile's file, or no reference for the profile)."""
-    if config.run_name(params) != params["profile"]:
+    if spec.run != spec.profile:
         return "Table 1: parameters differ from the profile's file, no reference to compare with"
-    path = reference_table1_path(params["profile"])
+    path = reference_table1_path(spec.profile)
     if not path.exists():
-        return f"Table 1: no reference for profile '{params['profile']}' ({path})"
+        return f"Table 1: no reference for profile '{spec.profile}' ({path})"
     cmp = compare_table1(t1, read_table(path))
     where = path.relative_to(config.ROOT) if path.is_relative_to(config.ROOT) else path
     bad = cmp[~cmp["ok"]]
@@ -438,7 +489,7 @@ def _concat(paths: list[Path], columns: list[str] | None = None) -> pd.DataFrame
     return pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(columns=columns)
 
 
-def build(params: dict, executor: Any = None, progress: bool = True) -> dict[str, Any]:
+def build(spec: DatasetSpec, executor: Any = None, progress: bool = True) -> dict[str, Any]:
     """Build the whole dataset of a profile; return its tables.
 
     Returns ``{"manifest", "attacked", "attempts", "failures"}``: the dataset (normal images and
@@ -447,20 +498,19 @@ def build(params: dict, executor: Any = None, progress: bool = True) -> dict[str
     shards. ``executor``: ``None`` runs the shards here, in order; a ``submitit`` executor (for
     example ``submitit.AutoExecutor(folder=...)``, SLURM or local) runs them as jobs.
     """
-    dirs = config.out_dirs(params)
-    root, run = dirs["store"], dirs["data"]
-    device = config.resolve_device(params["device"])
+    root, run = spec.store, spec.data_dir
+    device = config.resolve_device(spec.device)
     normals, shards, failures = [], [], []
     loaded: dict[str, torch.nn.Module] = {}
-    for clf in params["classifiers"]:
+    for clf in spec.classifiers:
         loaded[clf] = models.load_classifier(clf, device)
-        normal = build_normal(params, clf, loaded[clf], device)
+        normal = build_normal(spec, clf, loaded[clf], device)
         normals.append(normal)
-        shards += plan_shards(params, normal, clf)
+        shards += plan_shards(spec, normal, clf)
     todo = [s for s in shards if not s.path(root).exists()]
     print(f"{len(shards)} shards, {len(shards) - len(todo)} already done, {len(todo)} to run")
     if executor is not None:
-        jobs = [(s, executor.submit(run_shard, params, s)) for s in todo]
+        jobs = [(s, executor.submit(run_shard, spec, s)) for s in todo]
         for s, job in tqdm(jobs, desc="shards", disable=not progress):
             try:
                 job.result()
@@ -469,7 +519,7 @@ def build(params: dict, executor: Any = None, progress: bool = True) -> dict[str
     else:
         for s in tqdm(todo, desc="shards", disable=not progress):
             try:
-                run_shard(params, s, loaded[s.classifier])
+                run_shard(spec, s, loaded[s.classifier])
             except Exception as e:  # noqa: BLE001 - a failed shard must not stop the others
                 traceback.print_exc()
                 failures.append({"shard": str(s.path(root).relative_to(root)), "error": repr(e)})
@@ -478,7 +528,7 @@ def build(params: dict, executor: Any = None, progress: bool = True) -> dict[str
     normal = pd.concat(normals, ignore_index=True)
     adversarial = attacked[attacked["success_saved"].astype(bool)] if len(attacked) else attacked
     manifest = pd.concat([normal, adversarial], ignore_index=True)
-    split = assign_splits(manifest["source"].tolist(), params["split"], params["seed"])
+    split = assign_splits(manifest["source"].tolist(), spec.split, spec.seed)
     manifest["split"] = manifest["source"].map(split)
     write_csv(attacked, run / "attacked.csv")
     write_csv(attempts, run / "attempts.csv")
@@ -492,16 +542,16 @@ def build(params: dict, executor: Any = None, progress: bool = True) -> dict[str
             "failures": pd.DataFrame(failures, columns=["shard", "error"])}
 
 
-def load_manifest(params: dict | str) -> pd.DataFrame:
-    """The dataset manifest notebook 01 wrote for this run (``params``: the run's parameters, or
-    a profile name); stops with a message if it is missing. Its paths are relative to the store."""
-    path = config.out_dirs(params)["data"] / "manifest.csv"
+def load_manifest(spec: DatasetSpec) -> pd.DataFrame:
+    """The dataset manifest notebook 01 wrote for this run (``spec.data_dir``); stops with a
+    message if it is missing. Its paths are relative to ``spec.store``."""
+    path = spec.data_dir / "manifest.csv"
     if not path.exists():
         raise FileNotFoundError(f"{path} not found: run notebooks/01_dataset.ipynb with these parameters first")
     return read_table(path)
 
 
-def top5_under_ops(params: dict, manifest: pd.DataFrame, progress: bool = True) -> tuple[np.ndarray, list[str]]:
+def top5_under_ops(spec: DatasetSpec, manifest: pd.DataFrame, progress: bool = True) -> tuple[np.ndarray, list[str]]:
     """Top-5 labels of every manifest image before and after every operation of the profile.
 
     Returns ``(top5, op_names)`` with ``top5`` int (len(manifest), 1 + n_ops, 5) aligned with the
@@ -511,18 +561,18 @@ def top5_under_ops(params: dict, manifest: pd.DataFrame, progress: bool = True) 
     """
     from . import features, ops
 
-    store = config.store_dir(params)
-    device = config.resolve_device(params["device"])
-    op_names = list(params["ops"] or ops.OPERATIONS)
+    store = spec.store
+    device = config.resolve_device(spec.device)
+    op_names = list(spec.ops or ops.OPERATIONS)
     out = np.zeros((len(manifest), 1 + len(op_names), 5), dtype=np.int64)
-    for clf in params["classifiers"]:
+    for clf in spec.classifiers:
         rows = np.flatnonzero(manifest["classifier"].to_numpy() == clf)
         if not len(rows):
             continue
         model = models.load_classifier(clf, device)
         images = load_images(store, manifest["path"].to_numpy()[rows].tolist())
-        t = features.top5_under_ops(model, images, op_names, batch_size=params["batch_size"], device=device,
-                                    cache_dir=store / "cache", classifier=clf, workers=params["workers"],
+        t = features.top5_under_ops(model, images, op_names, batch_size=spec.batch_size, device=device,
+                                    cache_dir=store / "cache", classifier=clf, workers=spec.workers,
                                     progress=progress)
         out[rows] = np.asarray(t)
     return out, op_names

@@ -29,6 +29,10 @@ def model():
     return models.load_classifier("efficientnet_lite0")
 
 
+def _spec(params: dict) -> dataset.DatasetSpec:
+    return dataset.DatasetSpec.from_profile(params)
+
+
 def _umask() -> int:
     mask = os.umask(0o022)
     os.umask(mask)
@@ -69,16 +73,16 @@ def test_build_resume_and_failures(params, tmp_path, model, monkeypatch):
         return run_attack(name, *args, **kwargs)
 
     monkeypatch.setattr(attacks, "run_attack", spy)
-    out = dataset.build(params, progress=False)
+    out = dataset.build(_spec(params), progress=False)
     m, attacked, attempts = out["manifest"], out["attacked"], out["attempts"]
     root = tmp_path / "data" / "pytest"
     assert (m.kind == "normal").sum() == 2
     assert len(attacked) == 4 and set(attacked.attack) == {"fgsm", "bim"}
     assert out["failures"].empty
     # the per-shard seed reaches the attack
-    shards = dataset.plan_shards(params, m[m.kind == "normal"], "efficientnet_lite0")
+    shards = dataset.plan_shards(_spec(params), m[m.kind == "normal"], "efficientnet_lite0")
     for attack in ("fgsm", "bim"):
-        assert seeds[attack] == [dataset.shard_seed(params, s) for s in shards if s.attack == attack]
+        assert seeds[attack] == [dataset.shard_seed(_spec(params), s) for s in shards if s.attack == attack]
     assert len(set(seeds["fgsm"] + seeds["bim"])) == 4
     # the attacks run on the profile's fixed thread count (this module's fixture sets 1), restored after
     assert params["attack_threads"] == 2 and threads == [2] * 4 and torch.get_num_threads() == 1
@@ -138,14 +142,14 @@ def test_build_resume_and_failures(params, tmp_path, model, monkeypatch):
     # resume: drop one shard (its CSV: the attempt log stays and is rewritten) and the manifest
     shards[0].path(root).unlink()
     (root / "manifest.csv").unlink()
-    again = dataset.build(params, progress=False)
+    again = dataset.build(_spec(params), progress=False)
     for key in ("manifest", "attacked", "attempts"):
         pd.testing.assert_frame_equal(out[key].reset_index(drop=True), again[key].reset_index(drop=True))
 
 
 def test_failed_shard_is_reported_and_others_go_on(params):
     params["attack_options"] = {"fgsm": {"no_such_option": 1}}
-    out = dataset.build(params, progress=False)
+    out = dataset.build(_spec(params), progress=False)
     assert len(out["failures"]) == 2  # both fgsm shards
     assert all("fgsm" in s for s in out["failures"].shard)
     assert set(out["attacked"].attack) == {"bim"} and set(out["attempts"].attack) == {"bim"}
@@ -153,9 +157,9 @@ def test_failed_shard_is_reported_and_others_go_on(params):
 
 def test_stale_normal_table_is_refused(params, tmp_path, model):
     store.write_csv(pd.DataFrame({"image_id": ["a"], "path": ["normal/x/a.png"]}),
-                    dataset.normal_table_path(params, "x"))
+                    dataset.normal_table_path(_spec(params), "x"))
     with pytest.raises(ValueError, match="delete"):
-        dataset.build_normal(params, "x", model, "cpu")
+        dataset.build_normal(_spec(params), "x", model, "cpu")
 
 
 def _count_attacks(monkeypatch) -> list[str]:
@@ -178,17 +182,17 @@ def _run_files(params) -> dict[str, bytes]:
 
 def test_caches_know_their_parameters(params, monkeypatch):
     calls = _count_attacks(monkeypatch)
-    dataset.build(params, progress=False)
+    dataset.build(_spec(params), progress=False)
     assert sorted(calls) == ["bim", "bim", "fgsm", "fgsm"]
     first = _run_files(params)
     t1 = dataset.table1(dataset.read_table(config.out_dirs(params)["data"] / "attacked.csv"), params["attacks"])
     # an unchanged rerun recomputes nothing and writes the same bytes
     calls.clear()
-    dataset.build(params, progress=False)
+    dataset.build(_spec(params), progress=False)
     assert calls == [] and _run_files(params) == first
     # one changed attack option recomputes that attack's shards only, and its Table 1 row changes
     params["attack_options"] = {"fgsm": {"epsilons": [1e-6]}}
-    dataset.build(params, progress=False)
+    dataset.build(_spec(params), progress=False)
     assert calls == ["fgsm", "fgsm"]
     t1b = dataset.table1(dataset.read_table(config.out_dirs(params)["data"] / "attacked.csv"), params["attacks"])
     assert t1b.set_index("attack").loc["fgsm", "success_saved"] == 0 < t1.set_index("attack").loc["fgsm", "success_saved"]
@@ -196,20 +200,20 @@ def test_caches_know_their_parameters(params, monkeypatch):
     # going back to the first parameters reuses the first shards (their images were not overwritten)
     calls.clear()
     params["attack_options"] = {}
-    dataset.build(params, progress=False)
+    dataset.build(_spec(params), progress=False)
     assert calls == [] and _run_files(params) == first
     # fewer normal images: a new normal table; the first image is the same pixels, so its shards are reused
     params["n_normal"] = 1
-    out = dataset.build(params, progress=False)
+    out = dataset.build(_spec(params), progress=False)
     assert calls == [] and (out["manifest"].kind == "normal").sum() == 1 and len(out["attacked"]) == 2
     # a larger shard size regroups the images: new shards
     params.update(n_normal=2, shard_size=2)
-    out = dataset.build(params, progress=False)
+    out = dataset.build(_spec(params), progress=False)
     assert sorted(calls) == ["bim", "fgsm"] and len(out["attacked"]) == 4
 
 
 def test_killed_run_resumes_to_the_same_bytes(params, tmp_path, monkeypatch):
-    dataset.build(params, progress=False)
+    dataset.build(_spec(params), progress=False)
     reference = _run_files(params)
     monkeypatch.setattr(config, "ROOT", tmp_path / "second")
     run_shard, done = dataset.run_shard, []
@@ -222,10 +226,10 @@ def test_killed_run_resumes_to_the_same_bytes(params, tmp_path, monkeypatch):
 
     monkeypatch.setattr(dataset, "run_shard", killed_after_two)
     with pytest.raises(KeyboardInterrupt):
-        dataset.build(params, progress=False)
+        dataset.build(_spec(params), progress=False)
     monkeypatch.setattr(dataset, "run_shard", run_shard)
     calls = _count_attacks(monkeypatch)
-    dataset.build(params, progress=False)
+    dataset.build(_spec(params), progress=False)
     assert len(calls) == 2  # only the two shards that had not finished
     assert _run_files(params) == reference
 
@@ -262,12 +266,12 @@ def test_png_profile_saves_both_kinds_losslessly(params, tmp_path, model):
     """save_format png: normal and adversarial images both PNG; the normal file is the input itself."""
     params.update(save_format="png", n_candidates=2, n_normal=1, attacks=["fgsm"])
     params["attack_options"] = {"fgsm": {"epsilons": [16 / 255]}}
-    out = dataset.build(params, progress=False)
+    out = dataset.build(_spec(params), progress=False)
     root = tmp_path / "data" / "pytest"
     assert len(out["manifest"]) >= 1 and all(p.endswith(".png") for p in out["manifest"].path)
     assert len(out["attacked"]) == 1 and out["attacked"].path.iloc[0].endswith(".png")
     first = out["manifest"].image_id.iloc[0]
-    item = next(it for it in dataset.candidate_items(params) if f"efficientnet_lite0/{it.image_id}" == first)
+    item = next(it for it in dataset.candidate_items(_spec(params)) if f"efficientnet_lite0/{it.image_id}" == first)
     assert torch.equal(data.load_image(root / out["manifest"].path.iloc[0]), data.load_image(item.path, item.crop))
 
 

@@ -348,11 +348,11 @@ def test_cross_validation_evaluates_every_photo_once(real_set):
         assert not (p.train & p.dev).any() and not (p.train & p.eval).any() and not (p.dev & p.eval).any()
         assert not set(photo[p.train]) & set(photo[p.eval]) and not set(photo[p.dev]) & set(photo[p.eval])
     assert (np.sum([p.eval for p in parts], axis=0) == 1).all()
-    d = experiments.Data(manifest, np.asarray(real_set["top5"]), real_set["ops"], parts)
+    d = experiments.Data.split(manifest, np.asarray(real_set["top5"]), real_set["ops"], cv_folds=4, seed=0,
+                               target_fpr=0.05, bootstrap=50)
+    assert [(p.train == q.train).all() and (p.eval == q.eval).all() for p, q in zip(d.parts, parts)] == [True] * 4
     d.features = lambda kind, group: real_set[kind]  # the fixture's features of its 6 operations
-    params = {"seed": 0, "stats_cnn_epochs": 2, "stats_cnn_batch_size": 8, "target_fpr": 0.05, "bootstrap": 50}
-    o = experiments.cross_validate(d, experiments.feature_fitter(d, "svm", "diff", "all", params),
-                                   "combination", "combination", 0.05)
+    o = experiments.cross_validate(d, experiments.feature_fitter(d, "svm", "diff", "all"), "combination", "combination")
     assert sorted(o.rows.tolist()) == list(range(len(y)))  # every image once
     for k, p in enumerate(parts):  # each image scored by its own fold's model
         rows = o.rows[o.fold == k]

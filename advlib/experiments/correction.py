@@ -49,12 +49,14 @@ def label_correction_results(d: Data) -> pd.DataFrame:
     return out
 
 
-def table6(d: Data, params: dict, dae_top5: np.ndarray | None = None, dae_mask: np.ndarray | None = None
+def table6(d: Data, fixed_qfs: list[int], heuristic_qfs: list[int], groups: list[str] = ("jpeg", "scaling"), *,
+           dae_top5: np.ndarray | None = None, dae_mask: np.ndarray | None = None
            ) -> tuple[pd.DataFrame, dict[str, np.ndarray]]:
     """Table 6: % correctly classified (label in top-5) after image correction, normal vs adversarial.
 
-    Fixed QFs and the heuristic read the cached top-5 under the JPEG operations (the corrected
-    image *is* the JPEG-op output). The heuristic rows use Step 2's primary reading
+    Fixed QFs (``fixed_qfs``) and the heuristic (searching ``heuristic_qfs``, voting over the
+    operation ``groups``) read the cached top-5 under the JPEG operations (the corrected
+    image *is* the JPEG-op output); ``dae_top5`` / ``dae_mask``: :func:`dae_correction`'s output. The heuristic rows use Step 2's primary reading
     (:data:`advlib.correct.HEURISTIC_RANK`); the other reading is a labelled sensitivity row;
     ``fallback_*`` count the images where no QF gave a voted label. Returns the table and the
     heuristic's chosen QFs per strategy (and ``fell_back``).
@@ -65,17 +67,16 @@ def table6(d: Data, params: dict, dae_top5: np.ndarray | None = None, dae_mask: 
     typ = _type(d.manifest)
     after = d.top5[:, 1:]
     results: dict[str, np.ndarray] = {}
-    for qf in params["fixed_qfs"]:
+    for qf in fixed_qfs:
         results[f"QF {qf}"] = correct.top5_correct(jpeg_top5(after, d.op_names, qf), label)
     chosen, reading, fell_back = {}, {}, {}
     # Step 2 "the highest QF that produces l": the primary reading (correct.HEURISTIC_RANK, l in the
     # top-5, as the authors' code) names the plain rows; the other is a labelled sensitivity row.
     for rank in sorted(correct.HEURISTIC_READINGS, key=lambda r: r != correct.HEURISTIC_RANK):
         suffix = "" if rank == correct.HEURISTIC_RANK else f" ({correct.HEURISTIC_READINGS[rank]})"
-        _, s_qf, fb = correct.heuristic_steps(after, d.op_names, params["heuristic_qfs"],
-                                              groups=params["correction_groups"], rank=rank)
+        _, s_qf, fb = correct.heuristic_steps(after, d.op_names, heuristic_qfs, groups=groups, rank=rank)
         for strategy in correct.QF_STRATEGIES:
-            qf = correct.choose_qf(s_qf, strategy, fallback_qf=min(params["heuristic_qfs"]))
+            qf = correct.choose_qf(s_qf, strategy, fallback_qf=min(heuristic_qfs))
             chosen[strategy + suffix] = qf
             method = f"Heuristic - {strategy}{suffix}"
             results[method] = correct.top5_correct(jpeg_top5(after, d.op_names, qf), label)
@@ -97,23 +98,26 @@ def _table6_row(method: str, ok: np.ndarray, typ: np.ndarray, reading: str = "",
             "fallback_normal": int(fb[normal].sum()), "fallback_adversarial": int(fb[adv].sum())}
 
 
-def dae_correction(d: Data, load: Callable, params: dict, device: str, models_dir=None) -> tuple[np.ndarray, np.ndarray]:
+def dae_correction(d: Data, load: Callable, classifiers: list[str], *, sigma: float = 0.1, epochs: int = 40,
+                   device: str = "cpu", models_dir=None, run: str = "") -> tuple[np.ndarray, np.ndarray]:
     """Top-5 of DAE-denoised images for Table 6, never on photos the DAE was trained on.
 
     Fixed split (``cv_folds: 0``): trained on the training split's normal images, applied to the
     other splits. Cross-validated profiles: the source photos are dealt into two halves; a DAE
     trained on the normal images of one half denoises every image of the other, and the
-    reverse, so every image is evaluated once. Returns ``(top5 (n, 5), mask (N,))`` with the
-    rows of ``mask`` in manifest order. ``models_dir``: where the (first) DAE is saved.
+    reverse, so every image is evaluated once (the halves are seeded by ``d.seed``). ``sigma``:
+    training noise; ``classifiers``: each image is classified by the one it was made for.
+    Returns ``(top5 (n, 5), mask (N,))`` with the rows of ``mask`` in manifest order.
+    ``models_dir``: where the (first) DAE is saved, its metadata naming ``run``.
     """
     from .. import correct, models
 
     m = d.manifest
     normal = (m["kind"] == "normal").to_numpy()
-    if params["cv_folds"] == 0:
+    if d.cv_folds == 0:
         halves = [((m["split"] == "train").to_numpy(), (m["split"] != "train").to_numpy())]
     else:
-        half = cv.photo_folds(m["source"].to_numpy(), 2, params["seed"])
+        half = cv.photo_folds(m["source"].to_numpy(), 2, d.seed)
         halves = [(half == 0, half == 1), (half == 1, half == 0)]
     mask = np.zeros(len(m), bool)
     for _, ev in halves:
@@ -121,12 +125,10 @@ def dae_correction(d: Data, load: Callable, params: dict, device: str, models_di
     out = np.zeros((len(m), 5), dtype=np.int64)
     clf_of = m["classifier"].to_numpy()
     for k, (tr, ev) in enumerate(halves):
-        dae = correct.train_dae(load(tr & normal), sigma=params["dae_sigma"], epochs=params["dae_epochs"],
-                                device=device, seed=params["seed"])
+        dae = correct.train_dae(load(tr & normal), sigma=sigma, epochs=epochs, device=device, seed=d.seed)
         if k == 0 and models_dir is not None:
-            correct.save_dae(dae, Path(models_dir) / "dae.pt", {"sigma": params["dae_sigma"], "epochs": params["dae_epochs"],
-                                                               "profile": params["profile"]})
-        for name in params["classifiers"]:
+            correct.save_dae(dae, Path(models_dir) / "dae.pt", {"sigma": sigma, "epochs": epochs, "profile": run})
+        for name in classifiers:
             sel = ev & (clf_of == name)
             if sel.any():
                 denoised = correct.denoise(dae, load(sel), device=device)
@@ -158,22 +160,23 @@ def quality_after_correction(d: Data, root, qfs: dict[str, np.ndarray], batch: i
     return pd.DataFrame(rows)
 
 
-def full_pipeline(d: Data, rows: np.ndarray, flagged: np.ndarray, params: dict) -> pd.DataFrame:
+def full_pipeline(d: Data, rows: np.ndarray, flagged: np.ndarray, heuristic_qfs: list[int],
+                  groups: list[str] = ("jpeg", "scaling")) -> pd.DataFrame:
     """Detector, then correction of the flagged images, on mixed normal and adversarial images.
 
     ``rows``: manifest rows evaluated (the detector's out-of-fold images, combination setting);
     ``flagged`` (len(rows),): the detector's decision on them (out of fold, at its calibrated
     threshold). Flagged images get the voted top-5 (label correction) or the top-5 of their
-    heuristic-min JPEG correction; the others keep the classifier's top-5. Accuracy: label in top-5.
+    heuristic-min JPEG correction (searching ``heuristic_qfs``, voting over ``groups``); the
+    others keep the classifier's top-5. Accuracy: label in top-5.
     """
     from .. import correct
 
     label = d.manifest["label"].to_numpy()[rows]
     after = d.top5[rows, 1:]
     flagged = np.asarray(flagged, dtype=bool)
-    voted, s_qf, _ = correct.heuristic_steps(after, d.op_names, params["heuristic_qfs"],
-                                             groups=params["correction_groups"])
-    qf = correct.choose_qf(s_qf, "min", fallback_qf=min(params["heuristic_qfs"]))
+    voted, s_qf, _ = correct.heuristic_steps(after, d.op_names, heuristic_qfs, groups=groups)
+    qf = correct.choose_qf(s_qf, "min", fallback_qf=min(heuristic_qfs))
     image_corr = jpeg_top5(after, d.op_names, qf)
     none = d.top5[rows, 0]
     outcomes = {

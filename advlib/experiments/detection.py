@@ -14,41 +14,50 @@ from .. import cv, detect, features
 from .protocol import Data, Fitted, MAIN_FEATURE_DETECTORS, OOF, SCENARIOS, cross_validate, feature_fitter, metric_row
 
 
-def table4(d: Data, params: dict, progress: bool = True) -> pd.DataFrame:
-    """Table 4: out-of-fold accuracy of each traditional detector x feature x operation group
-    (combination setting), with cluster-bootstrap CIs, ``n_images``, ``n_photos``, ``degenerate``."""
+def _fitter(d: Data, name: str, kind: str, group: str, grids: dict | None, options: dict | None, **fixed):
+    return feature_fitter(d, name, kind, group, grid=(grids or {}).get(name), options=(options or {}).get(name),
+                          **fixed)
+
+
+def table4(d: Data, detectors: list[str], groups: list[str], *, grids: dict | None = None,
+           options: dict | None = None, progress: bool = True) -> pd.DataFrame:
+    """Table 4: out-of-fold accuracy of each traditional detector (names of
+    :data:`advlib.detect.DETECTORS`) x feature x operation group of ``groups`` (combination
+    setting), with cluster-bootstrap CIs, ``n_images``, ``n_photos``, ``degenerate``.
+    ``grids``: dev-set grid per detector name (default :data:`advlib.detect.PARAM_GRIDS`);
+    ``options``: constructor keywords per detector name."""
     rows = []
-    jobs = [(n, k, g) for g in params["feature_groups"] for k in ("count", "diff") for n in params["detectors"]]
+    jobs = [(n, k, g) for g in groups for k in ("count", "diff") for n in detectors]
     for name, kind, group in tqdm(jobs, desc="Table 4", disable=not progress):
-        o = cross_validate(d, feature_fitter(d, name, kind, group, params), "combination", "combination",
-                           params["target_fpr"])
+        o = cross_validate(d, _fitter(d, name, kind, group, grids, options), "combination", "combination")
         chosen = [m.info for m in o.models if m is not None]
-        row = metric_row(o, params["bootstrap"], params["seed"], cis=("accuracy",))
+        row = metric_row(o, d.bootstrap, d.seed, cis=("accuracy",))
         rows.append({"detector": name, "group": group, "feature": kind, "params": str(chosen), **row})
     return pd.DataFrame(rows)
 
 
-def table5(d: Data, params: dict, image_detectors: dict[str, Callable], progress: bool = True
-           ) -> tuple[pd.DataFrame, dict[str, OOF]]:
+def table5(d: Data, image_detectors: dict[str, Callable], *, grids: dict | None = None,
+           options: dict | None = None, progress: bool = True) -> tuple[pd.DataFrame, dict[str, OOF]]:
     """Table 5: the main detectors under seen and unseen attacks, out of fold.
 
     ``image_detectors`` maps a row label to a ``fit(train_mask, dev_mask) -> Fitted`` for
     detectors on raw images (see :func:`raw_cnn` and :func:`squeezing`). A detector that cannot
-    be built (e.g. missing pretrained weights) is reported as skipped with the reason. Returns
-    the table and the seen-scenario :class:`OOF` results per detector label.
+    be built (e.g. missing pretrained weights) is reported as skipped with the reason.
+    ``grids``, ``options``: as :func:`table4`, for the feature detectors. Returns the table and
+    the seen-scenario :class:`OOF` results per detector label.
     """
     rows, seen = [], {}
-    fitters = {label: feature_fitter(d, name, kind, group, params)
+    fitters = {label: _fitter(d, name, kind, group, grids, options)
                for label, name, kind, group in MAIN_FEATURE_DETECTORS}
     fitters.update(image_detectors)
     for scenario, train_setting, test_setting in tqdm(SCENARIOS, desc="Table 5", disable=not progress):
         for label, fit in fitters.items():
             try:
-                o = cross_validate(d, fit, train_setting, test_setting, params["target_fpr"])
+                o = cross_validate(d, fit, train_setting, test_setting)
             except (FileNotFoundError, ImportError) as e:  # e.g. pretrained weights not on this machine
                 rows.append({"scenario": scenario, "detector": label, "skipped": str(e).split(". ")[0]})
                 continue
-            rows.append({"scenario": scenario, "detector": label, **metric_row(o, params["bootstrap"], params["seed"])})
+            rows.append({"scenario": scenario, "detector": label, **metric_row(o, d.bootstrap, d.seed)})
             if scenario.startswith("seen"):
                 seen[label] = o
     return pd.DataFrame(rows), seen
@@ -69,13 +78,14 @@ def detection_rate_per_attack(d: Data, seen: dict[str, OOF]) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def raw_cnn(d: Data, load: Callable, arch: str, pretrained: bool, params: dict, device: str) -> Callable:
-    """``fit(tr, dv)`` for a raw-image CNN trained on the images: ResNet-50 / Xception from
-    scratch or fine-tuned (paper profile), or the fine-tuned EfficientNet-Lite0 (``arch``
-    ``efficientnet_lite0``, the demo's offline stand-in for the paper's fine-tuned CNNs)."""
+def raw_cnn(d: Data, load: Callable, arch: str, pretrained: bool, *, epochs: int, batch_size: int,
+            device: str) -> Callable:
+    """``fit(tr, dv)`` for a raw-image CNN trained on the images (``load(mask)``: uint8 pixels of
+    those manifest rows): ResNet-50 / Xception from scratch or fine-tuned (paper profile), or
+    the fine-tuned EfficientNet-Lite0 (``arch`` ``efficientnet_lite0``, the demo's offline
+    stand-in for the paper's fine-tuned CNNs); the best of ``epochs`` is chosen on the dev part."""
     def fit(tr: np.ndarray, dv: np.ndarray) -> Fitted:
-        kw = dict(epochs=params["raw_cnn_epochs"], batch_size=params["raw_cnn_batch_size"], device=device,
-                  random_state=params["seed"], progress=False)
+        kw = dict(epochs=epochs, batch_size=batch_size, device=device, random_state=d.seed, progress=False)
         if arch != "efficientnet_lite0":
             kw["pretrained"] = pretrained
         det = detect.make_detector(f"raw_{arch}", **kw)
@@ -114,7 +124,7 @@ def squeezing(d: Data, load: Callable, classifiers: dict, paper_threshold: bool,
     return fit
 
 
-def final_feature_detector(d: Data, name: str, kind: str, group: str, o: OOF, params: dict):
+def final_feature_detector(d: Data, name: str, kind: str, group: str, o: OOF):
     """The detector to save: the paper's recipe refitted on every image of the combination
     setting (K-fold protocol) with the hyper-parameters chosen most often across folds, or the
     split's model (fixed split). Its threshold is calibrated to ``target_fpr`` on the pooled
@@ -122,40 +132,41 @@ def final_feature_detector(d: Data, name: str, kind: str, group: str, o: OOF, pa
     ``(model, threshold, meta)`` where ``meta`` holds the out-of-fold metrics users should expect.
     """
     fitted = [m for m in o.models if m is not None]
-    if params["cv_folds"] == 0:
+    if d.cv_folds == 0:
         model, info = fitted[0].model, fitted[0].info
     else:
         infos = [str(m.info) for m in fitted]
         info = fitted[infos.index(max(set(infos), key=infos.count))].info
         model = detect.make_detector(name, **info)
         if "random_state" in model.get_params():
-            model.set_params(random_state=params["seed"])
+            model.set_params(random_state=d.seed)
         X, m = d.features(kind, group), d.in_setting("combination")
         model.fit(X[m], d.y[m])
-    threshold = detect.calibrate_threshold(o.scores[o.y == 0], params["target_fpr"])
-    row = metric_row(o, 0, params["seed"])
-    meta = {"params": info, "threshold": threshold, "target_fpr": params["target_fpr"],
-            "protocol": "fixed split" if params["cv_folds"] == 0 else f"{params['cv_folds']}-fold over source photos",
+    threshold = detect.calibrate_threshold(o.scores[o.y == 0], d.target_fpr)
+    row = metric_row(o, 0, d.seed)
+    meta = {"params": info, "threshold": threshold, "target_fpr": d.target_fpr, "protocol": d.protocol,
             "oof": {k: row[k] for k in ("accuracy", "auc", "eer", "fpr_calibrated", "detection_rate_calibrated",
                                         "fpr", "detection_rate", "n_images", "n_photos")}}
     return model, threshold, meta
 
 
-def format_robustness(d: Data, o: OOF, load: Callable, model, params: dict, device: str, cache_dir,
+def format_robustness(d: Data, o: OOF, load: Callable, model, classifier: str, *, n_per_class: int = 0,
+                      batch_size: int = 16, workers: int = 0, device: str = "cpu", cache_dir=None,
                       kind: str = "diff", group: str = "all", progress: bool = True) -> pd.DataFrame:
     """Flag rates of a feature detector on images re-encoded as PNG and JPEG at typical qualities.
 
     Out of fold: each image is scored by the model of the fold that did not train on it, at
-    that fold's calibrated threshold and at 0.5. A subset of at most ``format_check_n`` normal
-    and as many adversarial images (seeded) is used (``0``: all). ``model``: the classifier.
+    that fold's calibrated threshold and at 0.5. A subset of at most ``n_per_class`` normal
+    and as many adversarial images (seeded) is used (``0``: all). ``model``: the classifier,
+    named ``classifier`` in the top-5 cache (``cache_dir``).
     """
     from ..store import decode_image, encode_image
 
-    rng = np.random.default_rng(params["seed"])
+    rng = np.random.default_rng(d.seed)
     pick = []
     for cls in (0, 1):
         idx = np.flatnonzero(o.y == cls)
-        n = params["format_check_n"] or len(idx)
+        n = n_per_class or len(idx)
         pick.append(np.sort(rng.choice(idx, size=min(n, len(idx)), replace=False)))
     pick = np.concatenate(pick)
     rows_m = o.rows[pick]
@@ -166,9 +177,8 @@ def format_robustness(d: Data, o: OOF, load: Callable, model, params: dict, devi
     formats = [("as saved", None, None)] + [("png", "png", 100)] + [(f"jpeg {q}", "jpeg", q) for q in (100, 95, 90, 75)]
     for label, fmt, q in tqdm(formats, desc="format robustness", disable=not progress):
         x = images if fmt is None else torch.stack([decode_image(encode_image(im, fmt, quality=q)) for im in images])
-        t5 = features.top5_under_ops(model, x, list(d.op_names), batch_size=params["batch_size"], device=device,
-                                     cache_dir=cache_dir, classifier=params["classifiers"][0],
-                                     workers=params["workers"], progress=False)
+        t5 = features.top5_under_ops(model, x, list(d.op_names), batch_size=batch_size, device=device,
+                                     cache_dir=cache_dir, classifier=classifier, workers=workers, progress=False)
         X = features.feature_matrix(np.asarray(t5), kind, group, ops=d.op_names)
         s = np.zeros(len(pick))
         for k in np.unique(o.fold[pick]):
@@ -196,8 +206,8 @@ def half_photo_partitions(d: Data, seed: int) -> list:
     return out
 
 
-def fpr_investigation(d: Data, params: dict, top1_prob: np.ndarray, name: str = "svm", kind: str = "diff",
-                      group: str = "all", subsets: dict[str, np.ndarray] | None = None,
+def fpr_investigation(d: Data, top1_prob: np.ndarray, name: str = "svm", kind: str = "diff",
+                      group: str = "all", *, grid: dict | None = None, subsets: dict[str, np.ndarray] | None = None,
                       base: OOF | None = None) -> tuple[pd.DataFrame, OOF]:
     """What makes normal photos look adversarial to a feature detector (out of fold, combination).
 
@@ -208,20 +218,21 @@ def fpr_investigation(d: Data, params: dict, top1_prob: np.ndarray, name: str = 
     of its top-1: below vs at-or-above the median of the normal images) and by ``subsets``
     (label -> (N,) mask over the manifest rows, e.g. low-resolution source photos). ``base``:
     the recipe's out-of-fold results on the combination setting when already computed (Table 5's
-    seen scenario), else they are computed here. Returns the table and the recipe's :class:`OOF`.
+    seen scenario), else they are computed here. ``grid``: the detector's dev-set grid (default
+    :data:`advlib.detect.PARAM_GRIDS`). Returns the table and the recipe's :class:`OOF`.
     """
-    runs = {"paper recipe": (feature_fitter(d, name, kind, group, params), None),
-            "class_weight balanced": (feature_fitter(d, name, kind, group, params, class_weight="balanced"), None),
-            "half the training photos": (feature_fitter(d, name, kind, group, params),
-                                         half_photo_partitions(d, params["seed"]))}
+    runs = {"paper recipe": (feature_fitter(d, name, kind, group, grid=grid), None),
+            "class_weight balanced": (feature_fitter(d, name, kind, group, grid=grid, class_weight="balanced"), None),
+            "half the training photos": (feature_fitter(d, name, kind, group, grid=grid),
+                                         half_photo_partitions(d, d.seed))}
     rows = []
     for label, (fit, parts) in runs.items():
         if label == "paper recipe" and base is not None:
             o = base
         else:
-            o = cross_validate(d, fit, "combination", "combination", params["target_fpr"], partitions=parts)
+            o = cross_validate(d, fit, "combination", "combination", partitions=parts)
         base = o if base is None else base
-        r = metric_row(o, params["bootstrap"], params["seed"])
+        r = metric_row(o, d.bootstrap, d.seed)
         n_train = [int(len(np.unique(d.groups[p.train]))) for p in (parts or d.parts)]
         rows.append({"lever": label, "subset": "all normal images", "n_train_photos_mean": float(np.mean(n_train)),
                      **{k: r.get(k, np.nan) for k in ("fpr", "fpr_ci_low", "fpr_ci_high", "fpr_calibrated",

@@ -31,20 +31,37 @@ MAIN_FEATURE_DETECTORS = (("MLP - counting feature", "mlp", "count", "jpeg+scali
 
 @dataclass
 class Data:
-    """The dataset with its labels: ``y`` 1 for adversarial; ``top5`` aligned with ``manifest``.
+    """The dataset with its labels and its evaluation protocol: ``y`` 1 for adversarial;
+    ``top5`` aligned with ``manifest``.
 
-    ``parts``: the evaluation protocol's partitions (:func:`advlib.cv.partitions`): one fixed
-    train/dev/eval split (paper profile) or K folds over the source photos (demo, smoke).
+    ``parts``: the protocol's partitions (:func:`advlib.cv.partitions`): one fixed
+    train/dev/eval split (``cv_folds`` 0, paper profile) or K folds over the source photos
+    (demo, smoke). ``seed`` seeds every fit and resample; ``target_fpr`` is the false-positive
+    rate thresholds are calibrated to; ``bootstrap`` the number of cluster-bootstrap resamples
+    behind each confidence interval. :meth:`split` builds one.
     """
 
     manifest: pd.DataFrame
     top5: np.ndarray
     op_names: list[str]
     parts: list[cv.Partition] = field(default_factory=list)
+    cv_folds: int = 0
+    seed: int = 0
+    target_fpr: float = 0.05
+    bootstrap: int = 0
 
     @classmethod
-    def from_params(cls, manifest: pd.DataFrame, top5: np.ndarray, op_names: list[str], params: dict) -> "Data":
-        return cls(manifest, top5, op_names, cv.partitions(manifest, params["cv_folds"], params["seed"]))
+    def split(cls, manifest: pd.DataFrame, top5: np.ndarray, op_names: list[str], *, cv_folds: int, seed: int = 0,
+              target_fpr: float = 0.05, bootstrap: int = 0) -> "Data":
+        """The data with its partitions: ``cv_folds`` 0 = the manifest's ``split`` column, K >= 2 =
+        K folds over the source photos (seeded)."""
+        return cls(manifest, top5, op_names, cv.partitions(manifest, cv_folds, seed), cv_folds, seed, target_fpr,
+                   bootstrap)
+
+    @property
+    def protocol(self) -> str:
+        """The protocol in words, as the tables and saved detectors state it."""
+        return "fixed split" if self.cv_folds == 0 else f"{self.cv_folds}-fold over source photos"
 
     @property
     def y(self) -> np.ndarray:
@@ -104,13 +121,15 @@ class OOF:
         return float((self.scores[m] >= thr[m]).mean()) if m.any() else np.nan
 
 
-def cross_validate(d: Data, fit: Callable, train_setting: str, test_setting: str, target_fpr: float,
+def cross_validate(d: Data, fit: Callable, train_setting: str, test_setting: str, *,
                    partitions: list | None = None) -> OOF:
     """Fit ``fit(train_mask, dev_mask) -> Fitted`` on each partition and pool its eval scores.
 
     Train and dev rows come from ``train_setting``, eval rows from ``test_setting``. A partition
     whose training rows hold one class only is skipped (its eval images are then missing).
+    Thresholds are calibrated to ``d.target_fpr`` on each dev part's normal images.
     """
+    target_fpr = d.target_fpr
     y = d.y
     tr_set, te_set = d.in_setting(train_setting), d.in_setting(test_setting)
     rows, scores, thr, cal, fold, models = [], [], [], [], [], []
@@ -173,25 +192,27 @@ def metric_row(o: OOF, n_boot: int, seed: int, cis: tuple[str, ...] = ALL_CIS) -
     return row
 
 
-def feature_fitter(d: Data, name: str, kind: str, group: str, params: dict, **fixed) -> Callable:
-    """``fit(tr, dv)`` for a feature detector: trained on ``tr``, hyper-parameters (grid of
-    :data:`advlib.detect.PARAM_GRIDS`) or the stats-CNN's best epoch chosen on ``dv``."""
+def feature_fitter(d: Data, name: str, kind: str, group: str, *, grid: dict | None = None,
+                   options: dict | None = None, **fixed) -> Callable:
+    """``fit(tr, dv)`` for a feature detector: trained on ``tr``, hyper-parameters (``grid``, or
+    :data:`advlib.detect.PARAM_GRIDS` when None) or the stats-CNN's best epoch chosen on ``dv``.
+    ``options``: keyword arguments of the detector's constructor (the stats-CNN's ``epochs``,
+    ``batch_size``); ``fixed``: parameters held fixed during the grid search."""
     X, y = d.features(kind, group), d.y
+    options = dict(options or {})
 
     def fit(tr: np.ndarray, dv: np.ndarray) -> Fitted:
         if name == "stats_cnn":
-            det = detect.make_detector("stats_cnn", epochs=params["stats_cnn_epochs"],
-                                       batch_size=params["stats_cnn_batch_size"], random_state=params["seed"],
-                                       progress=False)
+            det = detect.make_detector("stats_cnn", **options, random_state=d.seed, progress=False)
             det.fit(X[tr], y[tr], X_dev=X[dv] if dv.any() else None, y_dev=y[dv] if dv.any() else None)
             best = {"best_epoch": det.best_epoch_}
         elif dv.any():
-            det, best, _ = detect.select_on_dev(name, X[tr], y[tr], X[dv], y[dv], seed=params["seed"],
-                                                grid=params.get("detector_grids", {}).get(name), **fixed)
+            det, best, _ = detect.select_on_dev(name, X[tr], y[tr], X[dv], y[dv], seed=d.seed, grid=grid,
+                                                **options, **fixed)
         else:  # no dev part: the paper's setting (first grid point)
-            det, best = detect.make_detector(name, **fixed), {}
+            det, best = detect.make_detector(name, **options, **fixed), {}
             if "random_state" in det.get_params():
-                det.set_params(random_state=params["seed"])
+                det.set_params(random_state=d.seed)
             det.fit(X[tr], y[tr])
         return Fitted(lambda m: detect.detector_scores(det, X[m]), 0.5, best, det)
     return fit

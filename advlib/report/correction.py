@@ -13,12 +13,13 @@ from .style import SavedFigure, _mean_min_max_bars, save, styled
 
 
 @styled
-def fig5_heuristic(d, path: str | Path, params: dict, n: int = 4) -> SavedFigure:
-    """Fig. 5: voted top-5 labels (Step 1), their QFs S_QF (Step 2), and the Step-3 candidates."""
+def fig5_heuristic(d, path: str | Path, heuristic_qfs: list[int], groups: list[str] = ("jpeg", "scaling"),
+                   n: int = 4) -> SavedFigure:
+    """Fig. 5: voted top-5 labels (Step 1, over the operation ``groups``), their QFs S_QF (Step
+    2, searching ``heuristic_qfs``), and the Step-3 candidates, for ``n`` images."""
     from .. import correct
 
-    voted, s_qf, _ = correct.heuristic_steps(d.top5[:, 1:], d.op_names, params["heuristic_qfs"],
-                                             groups=params["correction_groups"])
+    voted, s_qf, _ = correct.heuristic_steps(d.top5[:, 1:], d.op_names, heuristic_qfs, groups=groups)
     kinds, attack = d.manifest["kind"].to_numpy(), d.manifest["attack"].to_numpy()
     picks = list(np.flatnonzero(kinds == "normal")[:1])
     for a in dict.fromkeys(attack[kinds != "normal"]):  # adversarial examples of distinct attacks
@@ -32,7 +33,7 @@ def fig5_heuristic(d, path: str | Path, params: dict, n: int = 4) -> SavedFigure
         for j, (k, c) in enumerate(colors.items()):  # coinciding lines stay visible: wider ones first
             q = correct.choose_qf(s_qf[i:i + 1], k)[0]
             ax.axhline(q, color=c, ls=(0, (4, 2)), lw=4.0 - 0.9 * j, alpha=0.9, label=f"{k} = {q}")
-        ax.set_ylim(min(params["heuristic_qfs"]) - 5, 101)
+        ax.set_ylim(min(heuristic_qfs) - 5, 101)
         ax.set_title(f"{d.manifest['attack'].iat[i]} (label {d.manifest['label'].iat[i]})", fontsize=9)
         ax.set_xlabel("voted top-5 label")
         ax.legend(fontsize=6, loc="lower left")
