@@ -334,8 +334,8 @@ def _run_shard(spec: DatasetSpec, shard: Shard, model: torch.nn.Module | None, r
     images = load_images(root, normal["path"].tolist())
     labels = torch.tensor(normal["top1"].to_numpy())
     reference = torch.tensor(normal["label"].to_numpy())
-    spec = attacks.ATTACKS[shard.attack]
-    kind = "targeted" if spec.targeted else "non-targeted"
+    targeted = attacks.ATTACKS[shard.attack].targeted
+    kind = "targeted" if targeted else "non-targeted"
     outcome = attacks.run_attack(shard.attack, model, images, labels, save_format=spec.save_format,
                                  device=device, batch_size=spec.batch_size, seed=shard_seed(spec, shard),
                                  reference=reference, **spec.attack_options.get(shard.attack, {}))
@@ -343,7 +343,7 @@ def _run_shard(spec: DatasetSpec, shard: Shard, model: torch.nn.Module | None, r
     saved_files = [save_dataset_image(outcome.adversarial[i], folder / image_id.split("/", 1)[1],
                                       spec.save_format) for i, image_id in enumerate(normal.index)]
     saved = torch.stack([pixels for _, pixels in saved_files])  # the criterion is checked on the files
-    targets = torch.as_tensor(outcome.target) if spec.targeted else None
+    targets = torch.as_tensor(outcome.target) if targeted else None
     ok_file = attacks.is_adversarial(model, saved, labels, targets, spec.batch_size, reference=reference)
     l2, linf = attacks.perturbation_norms(saved, images)
     rows = []

@@ -55,7 +55,7 @@ from sklearn.base import BaseEstimator, ClassifierMixin
 from torch import nn
 
 from .config import torch_threads as _threads
-from .detect.stats_cnn import fit_epoch
+from .detect.stats_cnn import train_best_epoch
 from .store import pixel_sha256
 
 #: Frozen-part batch size on the CPU (small batches are faster there) and on a GPU.
@@ -325,8 +325,6 @@ class FineTunedEfficientNet(BaseEstimator, ClassifierMixin):
         if not self.lr > 0 or not self.weight_decay >= 0:
             raise ValueError(f"need lr > 0 and weight_decay >= 0, got {self.lr}, {self.weight_decay}")
         weights = self._class_weights(y)
-        from tqdm.auto import tqdm
-
         device = _device(self.device)
         model = _backbone(self.classifier, device)
         self.n_blocks_ = len(model.net._blocks)
@@ -343,28 +341,20 @@ class FineTunedEfficientNet(BaseEstimator, ClassifierMixin):
             optimizer = torch.optim.AdamW(net.parameters(), lr=self.lr, weight_decay=self.weight_decay)
             loss_fn = nn.CrossEntropyLoss(weight=torch.tensor(weights, dtype=torch.float32, device=device))
             generator = torch.Generator().manual_seed(self.random_state)
-            best_state, best_acc = None, -1.0
-            self.history_, self.best_epoch_ = [], int(self.epochs)
             self.class_weights_ = weights.tolist()
-            for epoch in tqdm(range(1, self.epochs + 1), desc=type(self).__name__, disable=not self.progress,
-                              leave=False):
-                net.train()
+
+            def epoch_batches():
                 order = torch.randperm(len(A), generator=generator)
-                batches = ((A[idx].to(device), yt[idx].to(device))
-                           for idx in (order[s:s + self.batch_size] for s in range(0, len(A), self.batch_size)))
-                total, correct = fit_epoch(net, batches, optimizer, loss_fn)
-                record = {"epoch": epoch, "train_loss": total / len(A), "train_accuracy": correct / len(A)}
-                if has_dev:
-                    acc = float(((self._proba(net, A_dev)[:, 1] >= 0.5) == y_dev).mean())
-                    record["dev_accuracy"] = acc
-                    if acc > best_acc:
-                        best_acc, self.best_epoch_ = acc, epoch
-                        best_state = {k: v.detach().clone() for k, v in net.state_dict().items()}
-                self.history_.append(record)
-        if best_state is not None:
-            net.load_state_dict(best_state)
+                return ((A[idx].to(device), yt[idx].to(device))
+                        for idx in (order[s:s + self.batch_size] for s in range(0, len(A), self.batch_size)))
+
+            def dev_accuracy(net: nn.Module) -> float:
+                return float(((self._proba(net, A_dev)[:, 1] >= 0.5) == y_dev).mean())
+
+            self.history_, self.best_epoch_, self.dev_accuracy_ = train_best_epoch(
+                net, self.epochs, epoch_batches, optimizer, loss_fn, len(A), dev_accuracy if has_dev else None,
+                desc=type(self).__name__, progress=self.progress)
         self.net_ = net.eval()
-        self.dev_accuracy_ = best_acc if has_dev else None
         return self
 
     @torch.inference_mode()

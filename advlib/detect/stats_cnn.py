@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+from typing import Callable, Iterable
+
 import numpy as np
 import torch
 from sklearn.base import BaseEstimator, ClassifierMixin
 from torch import nn
+from tqdm.auto import tqdm
 
 from ._checks import _device, _features, _labels
 
@@ -55,6 +58,35 @@ def fit_epoch(net: nn.Module, batches, optimizer, loss_fn) -> tuple[float, int]:
     return total, correct
 
 
+def train_best_epoch(net: nn.Module, epochs: int, batches: Callable[[], Iterable], optimizer, loss_fn, n: int,
+                     dev_accuracy: Callable[[nn.Module], float] | None = None, *, desc: str = "",
+                     progress: bool = False) -> tuple[list[dict], int, float | None]:
+    """Train ``net`` for ``epochs`` epochs and keep the epoch with the best dev accuracy (the
+    paper's rule for its CNNs; ties go to the earlier epoch).
+
+    ``batches()`` yields one epoch's ``(inputs, labels)`` (called after ``net.train()``); ``n``:
+    training samples per epoch; ``dev_accuracy(net)``: accuracy on the dev set after an epoch
+    (None: no dev set, the last epoch is kept). The best state is loaded back into ``net``.
+    Returns ``(history, best_epoch, best_dev_accuracy)``: per epoch ``train_loss``,
+    ``train_accuracy`` (and ``dev_accuracy``); the 1-based best epoch; None without dev.
+    """
+    best_state, best_acc, history, best_epoch = None, -1.0, [], int(epochs)
+    for epoch in tqdm(range(1, epochs + 1), desc=desc, disable=not progress, leave=False):
+        net.train()
+        total, correct = fit_epoch(net, batches(), optimizer, loss_fn)
+        record = {"epoch": epoch, "train_loss": total / n, "train_accuracy": correct / n}
+        if dev_accuracy is not None:
+            acc = float(dev_accuracy(net))
+            record["dev_accuracy"] = acc
+            if acc > best_acc:
+                best_acc, best_epoch = acc, epoch
+                best_state = {k: v.detach().cpu().clone() for k, v in net.state_dict().items()}
+        history.append(record)
+    if best_state is not None:
+        net.load_state_dict(best_state)
+    return history, best_epoch, (best_acc if dev_accuracy is not None else None)
+
+
 class _TorchDetector(BaseEstimator, ClassifierMixin):
     """Shared training loop: Adam, cross-entropy on 2 logits, keep the best epoch on dev."""
 
@@ -91,8 +123,6 @@ class _TorchDetector(BaseEstimator, ClassifierMixin):
         for name in ("epochs", "batch_size"):
             if int(getattr(self, name)) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
-        from tqdm.auto import tqdm
-
         device = _device(self.device)
         torch.manual_seed(self.random_state)
         self.n_features_in_ = int(X.shape[-1]) if X.dim() == 2 else None
@@ -100,27 +130,21 @@ class _TorchDetector(BaseEstimator, ClassifierMixin):
         optimizer = torch.optim.Adam(net.parameters(), lr=self.lr, betas=(0.9, 0.999))
         loss_fn = nn.CrossEntropyLoss()
         generator = torch.Generator().manual_seed(self.random_state)
-        best_state, best_acc, self.history_, self.best_epoch_ = None, -1.0, [], self.epochs
-        for epoch in tqdm(range(1, self.epochs + 1), desc=type(self).__name__, disable=not self.progress, leave=False):
-            net.train()
+
+        def epoch_batches():
             order = torch.randperm(len(X), generator=generator)
-            batches = ((self._prepare(X[idx], device), y[idx].to(device))
-                       for idx in (order[s:s + self.batch_size] for s in range(0, len(X), self.batch_size))
-                       if len(idx) >= 2 or len(X) == 1)  # BatchNorm needs two samples in train mode
-            total, correct = fit_epoch(net, batches, optimizer, loss_fn)
-            record = {"epoch": epoch, "train_loss": total / len(X), "train_accuracy": correct / len(X)}
-            if has_dev:
-                self.net_ = net
-                acc = float((self.predict(X_dev) == y_dev).mean())
-                record["dev_accuracy"] = acc
-                if acc > best_acc:
-                    best_acc, self.best_epoch_ = acc, epoch
-                    best_state = {k: v.detach().cpu().clone() for k, v in net.state_dict().items()}
-            self.history_.append(record)
-        if best_state is not None:
-            net.load_state_dict(best_state)
+            return ((self._prepare(X[idx], device), y[idx].to(device))
+                    for idx in (order[s:s + self.batch_size] for s in range(0, len(X), self.batch_size))
+                    if len(idx) >= 2 or len(X) == 1)  # BatchNorm needs two samples in train mode
+
+        def dev_accuracy(net: nn.Module) -> float:
+            self.net_ = net
+            return float((self.predict(X_dev) == y_dev).mean())
+
+        self.history_, self.best_epoch_, self.dev_accuracy_ = train_best_epoch(
+            net, self.epochs, epoch_batches, optimizer, loss_fn, len(X), dev_accuracy if has_dev else None,
+            desc=type(self).__name__, progress=self.progress)
         self.net_ = net.eval()
-        self.dev_accuracy_ = best_acc if has_dev else None
         return self
 
     def _prepare(self, xb: torch.Tensor, device: torch.device) -> torch.Tensor:

@@ -1,0 +1,8 @@
+"""``python -m advlib``: the ``advlib`` command line (:mod:`advlib.cli`)."""
+
+import sys
+
+from .cli import main
+
+if __name__ == "__main__":
+    sys.exit(main())
