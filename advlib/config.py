@@ -117,17 +117,18 @@ def _components(value: Any, extra: dict, key: str, extra_key: str, source: str) 
 
 def check_components(params: dict[str, Any], source: str = "<parameters>") -> None:
     """Check the profile's named components against their registries and keyword signatures:
-    every attack, detector and operation name exists, every attack option is one of the
+    every classifier, attack, detector and operation name exists, every attack option is one of the
     attack's options (``advlib.attacks.ATTACKS[name].options``), every grid parameter one of the
     detector's (``get_params()``). Raises :class:`ProfileError` naming the key and ``source``.
     Imports the registries (torch, Foolbox): :func:`load_profile` calls it."""
-    from . import attacks, detect, ops
+    from . import attacks, detect, models, ops
 
     def known(names, registry: dict, key: str, kind: str) -> None:
         for name in names:
             if name not in registry:
                 raise ProfileError(f"{source}: key '{key}': unknown {kind} '{name}' (known: {', '.join(registry)})")
 
+    known(params["classifiers"], models.CLASSIFIERS, "classifiers", "classifier")
     known(params["attacks"], attacks.ATTACKS, "attacks", "attack")
     known(params["attack_options"], attacks.ATTACKS, "attack_options", "attack")
     known(params["detectors"], detect.DETECTORS, "detectors", "detector")

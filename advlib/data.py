@@ -287,6 +287,30 @@ def demo_items(crops_per_photo: int = 4) -> list[Item]:
     return items
 
 
+def folder_items(root: str | os.PathLike) -> list[Item]:
+    """The images of any folder (recursively, sorted), one item per file, each its own source
+    photo, without ImageNet labels: the classifier's top-1 is the reference (``label_source``
+    ``"top1"``). A corpus for photos of your own (:func:`register_corpus`)."""
+    root = Path(root)
+    if not root.is_dir():
+        raise FileNotFoundError(f"image folder not found: {root}")
+    files = sorted(f for f in root.rglob("*") if f.is_file() and f.suffix.lower() in IMAGE_SUFFIXES)
+    ids = [f.relative_to(root).with_suffix("").as_posix().replace("/", "_") for f in files]
+    return [Item(i, i, str(f), -1, "top1") for i, f in zip(ids, files)]
+
+
+def register_corpus(name: str, items: Callable[[Any], list[Item]]) -> None:
+    """Add a corpus: ``items(spec)`` returns the candidate :class:`Item` list of a run
+    (``spec``: its :class:`advlib.dataset.DatasetSpec`). Profiles may then say ``corpus: name``."""
+    from . import config
+
+    if not callable(items):
+        raise TypeError(f"register_corpus({name!r}): items must be a function of the DatasetSpec")
+    CORPORA[name] = items
+    if name not in config.CORPUS_NAMES:
+        config.CORPUS_NAMES.append(name)
+
+
 # --------------------------------------------------------------------------- normal images
 
 def select_normal(top5: torch.Tensor, items: list[Item]) -> np.ndarray:
@@ -317,7 +341,7 @@ def manifest(items: Iterable[Item], images: torch.Tensor, **columns) -> pd.DataF
 
 #: Corpora by the profiles' ``corpus`` name: a function of the run's
 #: :class:`advlib.dataset.DatasetSpec` returning its candidate :class:`Item` list. Adding one:
-#: ``CORPORA["mine"] = lambda spec: [...]`` (and list the name in ``advlib.config.CORPUS_NAMES``).
+#: ``register_corpus("mine", lambda spec: folder_items("my_photos"))``.
 CORPORA: dict[str, Callable[[Any], list[Item]]] = {
     "demo": lambda spec: demo_items(spec.crops_per_photo),
     "imagenet": lambda spec: imagenet_items(spec.imagenet_dir, spec.imagenet_labels),

@@ -36,7 +36,7 @@ class ClassifierSpec:
     """One entry of :data:`CLASSIFIERS`."""
 
     name: str
-    source: str  # "torchvision" or "efficientnet_lite"
+    source: str  # "torchvision", "efficientnet_lite" or "custom" (register_classifier)
     input_size: int
     mean: tuple[float, float, float]
     std: tuple[float, float, float]
@@ -120,6 +120,21 @@ CLASSIFIERS: dict[str, ClassifierSpec] = {
 }
 
 
+def register_classifier(name: str, build: Callable[[], nn.Module], weights: str | os.PathLike | Callable[[], Path], *,
+                        mean: tuple[float, float, float] = IMAGENET_MEAN,
+                        std: tuple[float, float, float] = IMAGENET_STD, input_size: int = 224) -> ClassifierSpec:
+    """Add a classifier: ``build()`` returns the network (ImageNet's 1,000 logits) without
+    weights; ``weights``: its local state-dict file (read with ``weights_only=True``; nothing
+    is downloaded), or a function returning that path; ``mean``/``std``: the normalisation of
+    its [0, 1] input. Profiles, :func:`load_classifier` and the notebooks then know ``name``."""
+    if not callable(build):
+        raise TypeError(f"register_classifier({name!r}): build must be a function returning the network")
+    path = weights if callable(weights) else (lambda p=Path(weights).expanduser(): p)
+    spec = ClassifierSpec(name, "custom", input_size, tuple(mean), tuple(std), path, build)
+    CLASSIFIERS[name] = spec
+    return spec
+
+
 def weights_file(name: str) -> Path:
     """The local weights file of classifier ``name`` (which may not exist yet)."""
     return _spec(name).weights_path()
@@ -146,6 +161,8 @@ def load_classifier(name: str, device: str | torch.device = "cpu") -> PixelClass
                 f"fetch {_torchvision_url(name)} on a machine with internet access and copy it to "
                 f"{path.parent}/ (or set TORCH_HOME to a folder whose hub/checkpoints/ holds it)."
             )
+        if spec.source == "custom":
+            raise MissingWeightsError(f"{name}: weights file not found: {path} (as registered with register_classifier)")
         raise MissingWeightsError(f"{name}: weights file missing from its package: {path}")
     net = spec.build()
     state = torch.load(path, map_location="cpu", weights_only=True)

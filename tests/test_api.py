@@ -3,6 +3,7 @@ public names only: the README's snippets run as they are written."""
 
 import json
 import re
+import shutil
 import subprocess
 import sys
 
@@ -110,25 +111,54 @@ def test_wrap_gives_the_same_predictions(paths):
         advlib.wrap(clf.net, (0.5,), (0.5,))
 
 
-def test_extending_advlib(paths):
-    from advlib import attacks, detect
+def test_extending_advlib(paths, tmp_path, monkeypatch):
+    from advlib import attacks, config, data, detect, models
 
     from advlib import ops
 
     registries = ((attacks.ATTACKS, "l2_pgd"), (detect.DETECTORS, "logreg"), (detect.PARAM_GRIDS, "logreg"),
-                  (ops.OPERATIONS, "jpeg_20"))
+                  (ops.OPERATIONS, "jpeg_20"), (models.CLASSIFIERS, "mobilenet_v3_large"),
+                  (models.CLASSIFIERS, "my_lite0"), (data.CORPORA, "my_photos"))
     assert not any(key in reg for reg, key in registries)
+    (tmp_path / "my_photos" / "sub").mkdir(parents=True)  # the snippet's corpus folder: two real photos
+    shutil.copy(paths[0], tmp_path / "my_photos" / "a.jpg")
+    shutil.copy(paths[1], tmp_path / "my_photos" / "sub" / "b.jpg")
+    monkeypatch.chdir(tmp_path)
     try:
         exec(_snippet("## Extending advlib"), {})
         assert "jpeg_20" in ops.GROUPS["jpeg"] and "jpeg_20" in ops.GROUPS["all"] and 20 in ops.jpeg_qualities()
         ops.check_exactness(advlib.load_images(paths[:1])[0], ["jpeg_20"])  # batched == Pillow
         _use_the_new_entries(paths)
+        _use_the_new_classifier_and_corpus(paths)
     finally:
         for reg, key in registries:
             reg.pop(key, None)
         for names in ops.GROUPS.values():
             if "jpeg_20" in names:
                 names.remove("jpeg_20")
+        if "my_photos" in config.CORPUS_NAMES:
+            config.CORPUS_NAMES.remove("my_photos")
+
+
+def _use_the_new_classifier_and_corpus(paths):
+    from advlib import config, data, dataset, models
+
+    p = config.load_profile("smoke", classifiers=["mobilenet_v3_large"], corpus="my_photos")  # names accepted
+    weights = models.weights_file("mobilenet_v3_large")
+    assert weights.name == "mobilenet_v3_large-8738ca79.pth" and "~" not in str(weights)
+    if not weights.exists():  # nothing is downloaded: the message names the file to provide
+        with pytest.raises(models.MissingWeightsError, match="mobilenet_v3_large-8738ca79.pth"):
+            models.load_classifier("mobilenet_v3_large")
+    items = dataset.candidate_items(dataset.DatasetSpec.from_profile(p))
+    assert sorted(it.image_id for it in items) == ["a", "sub_b"]
+    assert {it.label_source for it in items} == {"top1"} and len({it.source for it in items}) == 2
+    assert torch.equal(data.load_image(items[0].path), advlib.load_images([items[0].path])[0])
+    # a registered classifier with real weights: the shipped EfficientNet-Lite0 under another name
+    lite = models.CLASSIFIERS["efficientnet_lite0"]
+    models.register_classifier("my_lite0", lite.build, models.weights_file("efficientnet_lite0"),
+                               mean=models.TFLITE_MEAN, std=models.TFLITE_STD)
+    x = advlib.load_images(paths[:2]).float() / 255
+    assert torch.equal(models.load_classifier("my_lite0")(x), models.load_classifier("efficientnet_lite0")(x))
 
 
 def _use_the_new_entries(paths):
