@@ -37,7 +37,7 @@ from .store import check_images, pixel_sha256
 PRETRAINED_DIR = Path(__file__).resolve().parent / "pretrained"
 
 #: Feature kinds, as :func:`advlib.features.feature_matrix` names them.
-FEATURES = features.FEATURE_KINDS
+FEATURES = features.FEATURE_KINDS + features.CONTINUOUS_KINDS
 #: Detectors of :data:`advlib.detect.DETECTORS` that take images, not features: every other
 #: registered name (the paper's four, ``stats_cnn``, and any you register) can be an estimator.
 IMAGE_DETECTORS = ("raw_resnet50", "raw_xception", "raw_efficientnet_lite0", "feature_squeezing")
@@ -85,22 +85,34 @@ class Detector:
     """Detect adversarial images with the paper's features (see the module docstring).
 
     ``classifier``: a module taking float (B, 3, H, W) pixels in [0, 1] and returning (B, 1000)
-    logits. ``feature``: ``"count"`` or ``"diff"``. ``ops``: an operation group of
-    :data:`advlib.ops.GROUPS` (``"all"`` = the 38, ``"jpeg"``, ``"jpeg+scaling"``, ...).
+    logits. ``feature``: the paper's ``"count"`` or ``"diff"``, or a continuous feature of the
+    same passes (``"prob"``, ``"shift"``, ``"prob+shift"``: :data:`advlib.features.CONTINUOUS_KINDS`).
+    ``ops``: an operation group of :data:`advlib.ops.GROUPS` (``"all"`` = the 38, ``"jpeg"``,
+    ``"jpeg+scaling"``, ...) or a list of operation names (each costs one classifier pass; on a
+    list, ``count`` counts over all of them together).
     ``estimator``: a name of :func:`feature_estimators` or an unfitted scikit-learn-API
     estimator. ``threshold``: on P(adversarial) (0.5 as the paper; :meth:`calibrate` sets one
     for a target false-positive rate). ``batch_size``, ``device``, ``workers``: as
     :func:`advlib.features.top5_under_ops`; ``cache_dir``: its on-disk cache (None: none).
     """
 
-    def __init__(self, classifier: nn.Module, *, feature: str = "diff", ops: str = "all",
+    def __init__(self, classifier: nn.Module, *, feature: str = "diff", ops: str | Sequence[str] = "all",
                  estimator: str | Any = "svm", threshold: float = 0.5, batch_size: int = 16,
                  device: str | torch.device | None = None, workers: int = 0,
                  cache_dir: str | os.PathLike | None = None):
         if feature not in FEATURES:
             raise ValueError(f"feature must be one of {FEATURES}, got {feature!r}")
-        if ops not in _ops.GROUPS:
-            raise ValueError(f"ops must be an operation group ({', '.join(_ops.GROUPS)}), got {ops!r}")
+        if isinstance(ops, str):
+            if ops not in _ops.GROUPS:
+                raise ValueError(f"ops must be an operation group ({', '.join(_ops.GROUPS)}) or a list of "
+                                 f"operation names, got {ops!r}")
+            op_names, group = list(_ops.GROUPS[ops]), ops
+        else:
+            op_names, group = list(ops), None
+            unknown = [n for n in op_names if n not in _ops.OPERATIONS]
+            if unknown or not op_names or len(set(op_names)) != len(op_names):
+                raise ValueError(f"ops: need distinct names of advlib.ops.OPERATIONS, got {op_names}"
+                                 + (f" (unknown: {unknown})" if unknown else ""))
         if isinstance(estimator, str) and estimator not in feature_estimators():
             raise ValueError(f"unknown estimator {estimator!r} (feature estimators: {', '.join(feature_estimators())})")
         if not isinstance(estimator, str) and not (hasattr(estimator, "fit") and hasattr(estimator, "predict_proba")):
@@ -108,27 +120,37 @@ class Detector:
         if not 0 <= threshold <= 1:
             raise ValueError(f"threshold must be in [0, 1] (a probability), got {threshold}")
         self.classifier = classifier
-        self.feature, self.group, self.estimator = feature, ops, estimator
+        self.feature, self.group, self.estimator = feature, group, estimator
         self.threshold = float(threshold)
         self.batch_size, self.device, self.workers, self.cache_dir = batch_size, device, workers, cache_dir
-        self.op_names: list[str] = list(_ops.GROUPS[ops])
+        self.op_names: list[str] = op_names
         self.meta: dict[str, Any] = {}
         self.estimator_: Any = None
 
     # ------------------------------------------------------------------ features
+    @property
+    def passes(self) -> int:
+        """Classifier forward passes per image: the image and each operation."""
+        return 1 + len(self.op_names)
+
+    def _outputs(self, images: Any, stats: bool) -> tuple[torch.Tensor, torch.Tensor | None]:
+        return features.outputs_under_ops(self.classifier, as_images(images), self.op_names,
+                                          batch_size=self.batch_size, device=self.device,
+                                          cache_dir=self.cache_dir, classifier=classifier_name(self.classifier),
+                                          workers=self.workers, progress=False, stats=stats)
+
     def top5(self, images: Any) -> np.ndarray:
         """int64 (N, 1 + n_ops, 5): the classifier's top-5 labels of each image, then under each
-        operation of the group (the paper's forward passes: 1 + n_ops per image)."""
-        x = as_images(images)
-        t = features.top5_under_ops(self.classifier, x, self.op_names, batch_size=self.batch_size,
-                                    device=self.device, cache_dir=self.cache_dir,
-                                    classifier=classifier_name(self.classifier), workers=self.workers,
-                                    progress=False)
-        return np.asarray(t)
+        operation (the paper's forward passes: :attr:`passes` per image)."""
+        return np.asarray(self._outputs(images, False)[0])
 
     def features(self, images: Any) -> np.ndarray:
-        """The detector's input: the ``feature`` of the group's operations, (N, d) int64."""
-        return features.feature_matrix(self.top5(images), self.feature, self.group, self.op_names)
+        """The detector's input: the ``feature`` of the operations, (N, d) (int64 for the
+        paper's features, float64 for the continuous ones)."""
+        if self.feature in features.FEATURE_KINDS and self.group is not None:
+            return features.feature_matrix(self.top5(images), self.feature, self.group, self.op_names)
+        top5, stats = self._outputs(images, self.feature not in features.FEATURE_KINDS)
+        return features.subset_features(top5, stats, self.feature, range(len(self.op_names)))
 
     # ------------------------------------------------------------------ learning
     def fit(self, images: Any, is_adversarial: Sequence[bool] | np.ndarray) -> "Detector":
@@ -179,7 +201,8 @@ class Detector:
     def describe(self) -> dict[str, Any]:
         """The metadata saved with the detector."""
         return {"classifier": classifier_name(self.classifier), "ops": self.op_names, "group": self.group,
-                "feature": self.feature, "estimator": self.estimator_name, "threshold": self.threshold, **self.meta}
+                "ops_version": _ops.VERSION, "feature": self.feature, "estimator": self.estimator_name,
+                "threshold": self.threshold, "passes": self.passes, **self.meta}
 
     def save(self, path: str | os.PathLike) -> Path:
         """Save the fitted estimator and :meth:`describe` into folder ``path`` (safe formats)."""
@@ -195,16 +218,20 @@ class Detector:
         if meta.get("classifier") != name:
             raise ValueError(f"detector {path} was trained for classifier {meta.get('classifier')!r}, "
                              f"not {name!r}: its features would mean something else")
-        group = meta.get("group")
-        if group not in _ops.GROUPS or list(_ops.GROUPS[group]) != meta.get("ops"):
-            raise ValueError(f"detector {path} was trained on operations {meta.get('ops')} (group {group!r}), "
+        group, saved_ops = meta.get("group"), meta.get("ops") or []
+        if (group is not None and (group not in _ops.GROUPS or list(_ops.GROUPS[group]) != saved_ops)) or \
+                any(n not in _ops.OPERATIONS for n in saved_ops):
+            raise ValueError(f"detector {path} was trained on operations {saved_ops} (group {group!r}), "
                              f"which this advlib does not define the same way")
+        if meta.get("ops_version", _ops.VERSION) != _ops.VERSION:
+            raise ValueError(f"detector {path} was trained with advlib.ops.VERSION {meta['ops_version']}, "
+                             f"this advlib has {_ops.VERSION}: its operations may give other pixels")
         est = detect.load_detector(path, expect={"classifier": name, "ops": meta["ops"]})
-        det = cls(classifier, feature=meta["feature"], ops=group, estimator=meta.get("estimator", "svm"),
-                  threshold=meta.get("threshold", 0.5), **kwargs)
+        det = cls(classifier, feature=meta["feature"], ops=group if group is not None else saved_ops,
+                  estimator=meta.get("estimator", "svm"), threshold=meta.get("threshold", 0.5), **kwargs)
         det.estimator_ = est
         det.meta = {k: v for k, v in meta.items() if k not in ("classifier", "ops", "group", "feature", "estimator",
-                                                               "threshold")}
+                                                               "threshold", "ops_version", "passes")}
         return det
 
     @classmethod
@@ -228,5 +255,6 @@ class Detector:
 
     def __repr__(self) -> str:
         state = "fitted" if self.estimator_ is not None else "not fitted"
-        return (f"Detector({classifier_name(self.classifier)!r}, feature={self.feature!r}, ops={self.group!r}, "
+        ops = self.group if self.group is not None else self.op_names
+        return (f"Detector({classifier_name(self.classifier)!r}, feature={self.feature!r}, ops={ops!r}, "
                 f"estimator={self.estimator_name!r}, threshold={self.threshold:.4g}, {state})")

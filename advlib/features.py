@@ -24,6 +24,14 @@ from .store import check_images, pixel_sha256, save_tensors
 __all__ = ["top5_under_ops", "counting", "differences", "feature_matrix", "FEATURE_KINDS"]
 
 FEATURE_KINDS = ("count", "diff")
+
+#: Continuous features of the same forward passes (:func:`outputs_under_ops`'s ``stats``):
+#: ``prob``: the softmax probability of the image's own top-1 label after each operation;
+#: ``shift``: the L1 distance between the softmax vectors after and before each operation.
+CONTINUOUS_KINDS = ("prob", "shift", "prob+shift")
+
+#: Columns of ``stats`` (last axis).
+STATS = ("prob", "shift")
 TOPK = 5
 
 
@@ -99,24 +107,40 @@ def _versions_by_size(images: torch.Tensor, ops: list[str], device: torch.device
 
 
 @torch.inference_mode()
-def _classify_groups(model: nn.Module, groups: dict, n_images: int, n_cols: int, batch_size: int) -> torch.Tensor:
-    """Top-5 (n_images, n_cols, 5) of :func:`_versions_by_size`'s groups, ``batch_size`` at a time."""
+def _classify_groups(model: nn.Module, groups: dict, n_images: int, n_cols: int, batch_size: int,
+                     stats: bool = False) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """Top-5 (n_images, n_cols, 5) of :func:`_versions_by_size`'s groups, ``batch_size`` at a
+    time, and with ``stats`` the (n_images, n_cols - 1, 2) :data:`STATS` of each operation."""
     out = torch.empty(n_images, n_cols, TOPK, dtype=torch.long)
+    probs = None
     for cols, stack in groups.values():
-        labels = []
+        labels, p = [], []
         for start in range(0, len(stack), batch_size):  # channels-last stacks stay channels-last
             batch = stack[start:start + batch_size].float().div_(255)
-            labels.append(model(batch).topk(TOPK, dim=1).indices.cpu())
+            logits = model(batch)
+            labels.append(logits.topk(TOPK, dim=1).indices.cpu())
+            if stats:
+                p.append(logits.float().softmax(1).cpu())
         out[:, cols] = torch.cat(labels).view(len(cols), n_images, TOPK).transpose(0, 1)
-    return out
+        if stats:
+            p = torch.cat(p)
+            probs = torch.empty(n_images, n_cols, p.shape[1]) if probs is None else probs
+            probs[:, cols] = p.view(len(cols), n_images, -1).transpose(0, 1)
+    if not stats:
+        return out, None
+    ref, after = probs[:, 0], probs[:, 1:]
+    own = after.gather(2, out[:, 0, 0].view(-1, 1, 1).expand(-1, n_cols - 1, 1)).squeeze(2)
+    shift = (after - ref[:, None]).abs().sum(2)
+    return out, torch.stack([own, shift], dim=2)
 
 
 def _top5_chunk(model: nn.Module, images: torch.Tensor, ops: list[str], batch_size: int,
                 device: torch.device, workers: int, buffers: dict | None = None,
-                cpu_done: list[torch.Tensor] | None = None) -> torch.Tensor:
-    """(c, 1 + len(ops), 5) top-5 labels of a chunk of c images."""
+                cpu_done: list[torch.Tensor] | None = None, stats: bool = False
+                ) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """(c, 1 + len(ops), 5) top-5 labels of a chunk of c images (and their stats)."""
     groups = _versions_by_size(images, ops, device, workers, buffers, cpu_done)
-    return _classify_groups(model, groups, len(images), 1 + len(ops), batch_size)
+    return _classify_groups(model, groups, len(images), 1 + len(ops), batch_size, stats)
 
 
 def _cache_folder(cache_dir: str | os.PathLike, classifier: str, ops: list[str]) -> Path:
@@ -126,21 +150,32 @@ def _cache_folder(cache_dir: str | os.PathLike, classifier: str, ops: list[str])
     return Path(cache_dir) / "top5" / classifier / f"ops-{len(ops)}-{digest}"
 
 
-def _load_cache(folder: Path, ops: list[str]) -> dict[str, torch.Tensor]:
+def _load_cache(folder: Path, ops: list[str]) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:
     rows: dict[str, torch.Tensor] = {}
+    stats: dict[str, torch.Tensor] = {}
     for shard in sorted(folder.glob("chunk-*.pt")):
         data = torch.load(shard, map_location="cpu", weights_only=True)
         if data["ops"] != ops:
             raise ValueError(f"{shard}: cached for other operations than requested")
         rows.update(zip(data["sha256"], data["top5"]))
-    return rows
+        if "stats" in data:
+            stats.update(zip(data["sha256"], data["stats"]))
+    return rows, stats
 
 
-def top5_under_ops(model: nn.Module, images: torch.Tensor, ops: list[str] | None = None, *,
-                   batch_size: int = 64, device: str | torch.device | None = None,
-                   cache_dir: str | os.PathLike | None = None, classifier: str | None = None,
-                   workers: int = 0, progress: bool = True, overlap: bool | None = None) -> torch.Tensor:
-    """Top-5 labels of every image before and after every operation.
+def top5_under_ops(model: nn.Module, images: torch.Tensor, ops: list[str] | None = None, **kwargs) -> torch.Tensor:
+    """Top-5 labels of every image before and after every operation: LongTensor (N, 1 + len(ops),
+    5), as :func:`outputs_under_ops` (same keyword arguments and cache) without the stats."""
+    return outputs_under_ops(model, images, ops, **kwargs)[0]
+
+
+def outputs_under_ops(model: nn.Module, images: torch.Tensor, ops: list[str] | None = None, *,
+                      batch_size: int = 64, device: str | torch.device | None = None,
+                      cache_dir: str | os.PathLike | None = None, classifier: str | None = None,
+                      workers: int = 0, progress: bool = True, overlap: bool | None = None,
+                      stats: bool = False) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """Top-5 labels of every image before and after every operation (and, with ``stats``, the
+    continuous :data:`STATS` of the same forward passes).
 
     ``model`` takes float (B, 3, H, W) pixels in [0, 1] and returns (B, 1000) logits;
     ``images`` is uint8 (N, 3, H, W). Returns a LongTensor (N, 1 + len(ops), 5) on the CPU:
@@ -156,6 +191,11 @@ def top5_under_ops(model: nn.Module, images: torch.Tensor, ops: list[str] | None
     With ``cache_dir``, results are cached per image (pixel SHA-256), ``classifier`` name
     (default ``model.name``) and operation list, one file per chunk written atomically: a rerun
     computes nothing and an interrupted run resumes with the missing images.
+
+    Returns ``(top5, stats)``: ``stats`` is None without ``stats``, else float32
+    (N, len(ops), 2): per operation, the softmax probability of the image's own top-1 label
+    after it and the L1 distance between the softmax vectors after and before it. Computing
+    them costs no extra pass; a cached chunk without them is recomputed when they are asked for.
     """
     check_images(images)
     if batch_size < 1:
@@ -166,10 +206,12 @@ def top5_under_ops(model: nn.Module, images: torch.Tensor, ops: list[str] | None
         tune_allocator()
     n = len(images)
     result = torch.empty(n, 1 + len(names), TOPK, dtype=torch.long)
+    result_stats = torch.empty(n, len(names), len(STATS)) if stats else None
     if n == 0:
-        return result
+        return result, result_stats
 
     rows: dict[str, torch.Tensor] = {}
+    stat_rows: dict[str, torch.Tensor] = {}
     folder = None
     hashes = [pixel_sha256(im) for im in images] if cache_dir is not None else [str(i) for i in range(n)]
     if cache_dir is not None:
@@ -177,11 +219,11 @@ def top5_under_ops(model: nn.Module, images: torch.Tensor, ops: list[str] | None
         if not classifier:
             raise ValueError("cache_dir needs the classifier's name: pass classifier='...'")
         folder = _cache_folder(cache_dir, classifier, names)
-        rows = _load_cache(folder, names)
+        rows, stat_rows = _load_cache(folder, names)
 
     todo, seen = [], set()
     for i, h in enumerate(hashes):
-        if h not in rows and h not in seen:
+        if (h not in rows or (stats and h not in stat_rows)) and h not in seen:
             todo.append(i)
             seen.add(h)
 
@@ -205,14 +247,18 @@ def top5_under_ops(model: nn.Module, images: torch.Tensor, ops: list[str] | None
         for k, idx in enumerate(chunks):
             cpu_done = pending.result() if pending is not None else None
             pending = jpeg_ahead(k + 1)  # the next chunk's JPEG, while this one is classified
-            top5 = _top5_chunk(model, images[idx], names, batch_size, device, workers,
-                               buffers if len(idx) == chunk else None, cpu_done)
+            top5, chunk_stats = _top5_chunk(model, images[idx], names, batch_size, device, workers,
+                                            buffers if len(idx) == chunk else None, cpu_done, stats)
             chunk_hashes = [hashes[i] for i in idx]
             rows.update(zip(chunk_hashes, top5))
+            if stats:
+                stat_rows.update(zip(chunk_hashes, chunk_stats))
             if folder is not None:
                 key = hashlib.sha256("".join(chunk_hashes).encode()).hexdigest()[:16]
-                save_tensors({"sha256": chunk_hashes, "top5": top5, "ops": names, "classifier": classifier},
-                             folder / f"chunk-{key}.pt")
+                saved = {"sha256": chunk_hashes, "top5": top5, "ops": names, "classifier": classifier}
+                if stats:
+                    saved["stats"] = chunk_stats
+                save_tensors(saved, folder / f"chunk-{key}{'-stats' if stats else ''}.pt")
             bar.update(len(idx))
     finally:
         if ahead is not None:
@@ -220,7 +266,9 @@ def top5_under_ops(model: nn.Module, images: torch.Tensor, ops: list[str] | None
         bar.close()
     for i, h in enumerate(hashes):
         result[i] = rows[h]
-    return result
+        if stats:
+            result_stats[i] = stat_rows[h]
+    return result, result_stats
 
 
 # --------------------------------------------------------------------------- features
@@ -285,3 +333,32 @@ def feature_matrix(top5, kind: str, group: str, ops: list[str] | None = None) ->
         return differences(ref, cols(_ops.GROUPS[group]))
     bases = list(dict.fromkeys(_ops.OPERATIONS[n].group for n in _ops.GROUPS[group]))
     return np.concatenate([counting(ref, cols(_ops.GROUPS[b])) for b in bases], axis=1)
+
+
+def continuous(stats, kind: str) -> np.ndarray:
+    """The continuous feature ``kind`` of :data:`CONTINUOUS_KINDS` from ``stats`` (N, n_ops, 2):
+    float64 (N, n_ops) for ``prob`` / ``shift``, (N, 2 * n_ops) op-major for ``prob+shift``."""
+    arr = stats.detach().cpu().numpy() if isinstance(stats, torch.Tensor) else np.asarray(stats)
+    if arr.ndim != 3 or arr.shape[2] != len(STATS):
+        raise ValueError(f"stats must be (N, n_ops, {len(STATS)}), got {arr.shape}")
+    if kind not in CONTINUOUS_KINDS:
+        raise ValueError(f"kind must be one of {CONTINUOUS_KINDS}, got {kind!r}")
+    cols = [STATS.index(k) for k in kind.split("+")]
+    return arr[:, :, cols].reshape(len(arr), -1).astype(np.float64)
+
+
+def subset_features(top5, stats, kind: str, cols: list[int]) -> np.ndarray:
+    """Feature ``kind`` (``count``, ``diff`` or one of :data:`CONTINUOUS_KINDS`) of the
+    operations at indices ``cols`` (into the operation axis: ``top5[:, 1 + c]``, ``stats[:, c]``).
+    ``count`` counts over the chosen operations together (5 numbers); ``diff`` has 5 bits per
+    operation; ``stats`` may be None for ``count`` / ``diff``."""
+    cols = list(cols)
+    if not cols:
+        raise ValueError("subset_features needs at least one operation")
+    if kind in FEATURE_KINDS:
+        arr = label_array(top5, "top5", 3, TOPK)
+        after = arr[:, [1 + c for c in cols]]
+        return differences(arr[:, 0], after) if kind == "diff" else counting(arr[:, 0], after)
+    if stats is None:
+        raise ValueError(f"feature {kind!r} needs the stats of outputs_under_ops(..., stats=True)")
+    return continuous(np.asarray(stats)[:, cols], kind)

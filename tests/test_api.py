@@ -88,6 +88,29 @@ def test_detector_refuses_another_classifier_or_op_set(paths, tmp_path):
         advlib.Detector(clf, ops="jpeg").score(images)
 
 
+def test_detector_on_an_operation_list_with_a_continuous_feature(paths, tmp_path):
+    """A cheap detector: three operations (4 passes), the prob+shift feature; saved and reloaded
+    with its operation list; an unknown operation or feature is refused."""
+    clf = advlib.load_classifier("efficientnet_lite0")
+    images = advlib.load_images(paths[:4])
+    noisy = images.clone()
+    noisy[:, :, ::2, ::2] = 255 - noisy[:, :, ::2, ::2]
+    x, y = torch.cat([images, noisy]), [False] * 4 + [True] * 4
+    ops = ["jpeg_60", "scale_0.80", "blur_3"]
+    det = advlib.Detector(clf, feature="prob+shift", ops=ops, estimator="lda").fit(x, y)
+    assert det.passes == 4 and det.features(x).shape == (8, 6) and det.features(x).dtype == np.float64
+    det.save(tmp_path / "cheap")
+    back = advlib.Detector.load(tmp_path / "cheap", clf)
+    assert back.op_names == ops and back.group is None and back.feature == "prob+shift" and back.passes == 4
+    np.testing.assert_allclose(back.score(x), det.score(x))
+    meta = json.loads((tmp_path / "cheap" / "detector.json").read_text())["meta"]
+    assert meta["ops"] == ops and meta["group"] is None and meta["passes"] == 4
+    with pytest.raises(ValueError, match="unknown"):
+        advlib.Detector(clf, ops=["jpeg_60", "jpeg_7"])
+    with pytest.raises(ValueError, match="feature"):
+        advlib.Detector(clf, feature="probability", ops=ops)
+
+
 def test_calibrate_sets_the_threshold_for_a_false_positive_rate(paths):
     from sklearn.linear_model import LogisticRegression
 

@@ -137,3 +137,42 @@ def test_bad_inputs(classifier, photos, tmp_path):
         features.counting(np.zeros((2, 5), int), np.zeros((3, 4, 5), int))
     with pytest.raises(ValueError, match="ref must be an integer array with 2 dims with last dim 5"):
         features.counting(np.zeros((2, 5)), np.zeros((2, 4, 5), int))
+
+
+def test_stats_of_the_same_passes(classifier, photos, tmp_path):
+    """prob / shift come from the forward passes that give the top-5: checked against the
+    classifier run on each operation's output directly; cached chunks without stats are
+    recomputed once when stats are asked for, then served from the cache."""
+    subset = ["jpeg_50", "scale_0.80", "rotate_5"]
+    counter = ForwardCounter(classifier)
+    try:
+        plain = features.top5_under_ops(classifier, photos, subset, batch_size=2, cache_dir=tmp_path, progress=False)
+        counter.calls = 0
+        top5, stats = features.outputs_under_ops(classifier, photos, subset, batch_size=2, cache_dir=tmp_path,
+                                                 progress=False, stats=True)
+        assert counter.calls > 0  # the old chunks had no stats
+        counter.calls = 0
+        again, stats2 = features.outputs_under_ops(classifier, photos, subset, batch_size=2, cache_dir=tmp_path,
+                                                   progress=False, stats=True)
+        assert counter.calls == 0 and torch.equal(stats, stats2)
+    finally:
+        counter.remove()
+    assert torch.equal(top5, plain) and torch.equal(again, plain)
+    assert stats.shape == (len(photos), 3, 2) and stats.dtype == torch.float32
+    with torch.no_grad():
+        ref = classifier(photos.float() / 255).softmax(1)
+        for j, name in enumerate(subset):
+            after = classifier(ops.apply(name, photos).float() / 255).softmax(1)
+            own = after[torch.arange(len(photos)), top5[:, 0, 0]]
+            assert torch.allclose(stats[:, j, 0], own, atol=1e-5)
+            assert torch.allclose(stats[:, j, 1], (after - ref).abs().sum(1), atol=1e-4)
+    # the features of operation subsets
+    X = features.subset_features(top5, stats, "prob+shift", [2, 0])
+    assert X.shape == (len(photos), 4) and np.allclose(X[:, 0], stats[:, 2, 0].numpy())
+    assert features.subset_features(top5, None, "diff", [1]).shape == (len(photos), 5)
+    assert np.array_equal(features.subset_features(top5, None, "count", [0, 1, 2]),
+                          features.counting(top5[:, 0], top5[:, 1:]))
+    with pytest.raises(ValueError, match="stats"):
+        features.subset_features(top5, None, "prob", [0])
+    with pytest.raises(ValueError, match="kind"):
+        features.continuous(stats, "probability")
