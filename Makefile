@@ -8,7 +8,7 @@ NOTEBOOKS := notebooks/01_dataset.ipynb notebooks/02_operation_effects.ipynb \
 export MPLBACKEND := Agg
 export PYTHONHASHSEED := 0
 
-.PHONY: reproduce test venv bench lab clean-smoke
+.PHONY: reproduce test venv bench lab clean-smoke check-profile
 
 $(VENV)/.installed: pyproject.toml constraints.txt
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -19,7 +19,11 @@ venv: $(VENV)/.installed
 
 ## Run the four notebooks with papermill on params/$(PROFILE).yaml -> tables/, figures/, build/
 reproduce: venv
-	$(PY) -m advlib.run $(PROFILE)
+	$(VENV)/bin/advlib reproduce $(PROFILE)
+
+## Validate params/$(PROFILE).yaml (or PROFILE=path.yaml) and print its parameters
+check-profile: venv
+	$(VENV)/bin/advlib check-profile $(PROFILE)
 
 ## Unit tests, then the four notebooks under nbval on the smoke profile (their parameters cells)
 test: venv clean-smoke
@@ -27,7 +31,7 @@ test: venv clean-smoke
 
 ## Speed figures (writes BENCHMARKS.md rows)
 bench: venv
-	$(PY) -m advlib.bench all
+	$(VENV)/bin/advlib bench all
 
 lab: venv
 	$(VENV)/bin/jupyter lab notebooks

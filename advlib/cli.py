@@ -60,14 +60,10 @@ def shipped_detectors() -> dict[str, dict[str, Any]]:
     return out
 
 
-def _fraction(meta: dict, *keys: str) -> float | None:
-    """The first of ``keys`` found in ``meta['oof']`` or ``meta`` as a number, else None."""
-    for where in (meta.get("oof") if isinstance(meta.get("oof"), dict) else {}, meta):
-        for k in keys:
-            v = where.get(k)
-            if isinstance(v, (int, float)) and not isinstance(v, bool):
-                return float(v)
-    return None
+def _number(where: Any, key: str) -> float | None:
+    """``where[key]`` as a float when ``where`` is a mapping holding a number there, else None."""
+    v = where.get(key) if isinstance(where, dict) else None
+    return float(v) if isinstance(v, (int, float)) and not isinstance(v, bool) else None
 
 
 def describe_shipped(name: str, meta: dict[str, Any]) -> str:
@@ -76,19 +72,23 @@ def describe_shipped(name: str, meta: dict[str, Any]) -> str:
     missing is left out, or said to be missing)."""
     ops = meta.get("ops") if isinstance(meta.get("ops"), list) else None
     parts = [f"{name}: {meta.get('feature', '?')} features"]
+    passes = meta.get("passes", 1 + len(ops) if ops is not None else None)
     if ops is not None:
-        parts[0] += f" of {len(ops)} operation(s) ({1 + len(ops)} classifier passes per image)"
+        parts[0] += f" of {len(ops)} operation(s)"
+    if isinstance(passes, int):
+        parts[0] += f" ({passes} classifier passes per image)"
     if meta.get("estimator"):
         parts.append(f"estimator {meta['estimator']}")
-    thr, target = meta.get("threshold"), _fraction(meta, "target_fpr", "calibrated_fpr_target")
+    thr = meta.get("threshold")
+    target = _number(meta, "target_fpr") or _number(meta, "calibrated_fpr_target")
     if isinstance(thr, (int, float)):
         parts.append(f"threshold {thr:.3g}" + (f" (calibrated to {target:.0%} false positives)" if target else ""))
     text = ", ".join(parts) + "."
-    fpr = _fraction(meta, "fpr_calibrated", "fpr", "calibration_fpr")
-    rate = _fraction(meta, "detection_rate_calibrated", "detection_rate")
+    oof = meta.get("oof") if isinstance(meta.get("oof"), dict) else {}
+    # the rates at the shipped (calibrated) threshold, as advlib.experiments.final_feature_detector writes them
+    fpr, rate = _number(oof, "fpr_calibrated"), _number(oof, "detection_rate_calibrated")
     if fpr is None and rate is None:
         return text + " Its metadata states no out-of-fold rates."
-    oof = meta.get("oof") if isinstance(meta.get("oof"), dict) else {}
     how = ", ".join(str(v) for v in (meta.get("protocol"),
                                      f"{oof['n_images']} images" if "n_images" in oof else None,
                                      f"{oof['n_photos']} photos" if "n_photos" in oof else None) if v)
@@ -103,8 +103,8 @@ def _scan_description() -> str:
     text = ("Scan image files and folders (recursively) for adversarial images. Each image is prepared as "
             "advlib.data.load_image does: 224x224 files as they are (adversarial files keep their noise), "
             "others resized to 256 and centre-cropped to 224. The detector is the paper's (Sect. 4): the "
-            "classifier's top-5 labels before and after image processing operations, as features of a "
-            "trained estimator; its score is P(adversarial).")
+            "classifier's outputs (top-5 labels) before and after image processing operations, as features "
+            "of a trained estimator; its score is P(adversarial).")
     paras = [textwrap.fill(text, 100)]
     if shipped:
         paras.append("Shipped detectors (used unless --detector names another):")
@@ -120,10 +120,10 @@ def _scan_description() -> str:
 
 _SCAN_EPILOG = """\
 report columns: path, sha256 (of the file's bytes), top1, top1_name (the classifier's top-1 ImageNet
-  label and its name), score (P(adversarial)), flag (score >= the detector's threshold), error (why
-  the file could not be read; empty when fine); with --correct: voted_label, voted_name (label
-  correction, Sect. 5.1), corrected_path, corrected_qf (the heuristic JPEG, Sect. 5.2, quality
-  chosen with strategy 'min'); detector (fingerprint of the detector used).
+  label and its name), score (P(adversarial), full precision), flag (score >= the detector's
+  threshold), error (why the file could not be read; empty when fine); with --correct: voted_label,
+  voted_name (label correction, Sect. 5.1), corrected_path, corrected_qf (the heuristic JPEG,
+  Sect. 5.2, quality chosen with strategy 'min'); detector (fingerprint of the detector used).
 --correct corrects flagged files only: their corrected copy is the prepared 224x224 image saved as
   JPEG at the chosen quality under OUTDIR, mirroring the file's path (JPEG names kept, other names
   get '.jpg' appended); unflagged rows leave the correction columns empty.
@@ -277,7 +277,7 @@ class Scanner:
             top1, scores, flags = self.detect(x)
             for i, p in enumerate(ok):
                 out[p] = {"path": p, "sha256": sha[p], "top1": int(top1[i]), "top1_name": self._name(int(top1[i])),
-                          "score": f"{scores[i]:.6f}", "flag": bool(flags[i]), "error": "",
+                          "score": repr(float(scores[i])), "flag": bool(flags[i]), "error": "",
                           DETECTOR_COLUMN: self.detector_id}
             if self.correct_dir is not None and flags.any():
                 idx = [i for i in range(len(ok)) if flags[i]]
@@ -287,16 +287,16 @@ class Scanner:
 
     def detect(self, images) -> tuple[Any, Any, Any]:
         """(top-1 label int (N,), score float (N,), flag bool (N,)) of uint8 (N, 3, 224, 224):
-        :meth:`advlib.Detector.score`'s computation, reusing its forward pass of the original
-        images for the top-1."""
-        from . import features
-        from .detect import detector_scores
+        :meth:`advlib.Detector.score` and ``score >= threshold``, and the classifier's top-1
+        (one more forward pass per image, next to the detector's 1 + n_ops)."""
+        import numpy as np
+
+        from .api import predict_top5
 
         det = self.detector
-        top5 = det.top5(images)  # (N, 1 + n_ops, 5): index 0 is the image itself
-        feats = features.feature_matrix(top5, det.feature, det.group, det.op_names)
-        scores = detector_scores(det.estimator_, feats)
-        return top5[:, 0, 0], scores, scores >= det.threshold
+        scores = np.asarray(det.score(images), dtype=np.float64)
+        top1 = predict_top5(det.classifier, images, det.batch_size)[:, 0]
+        return top1, scores, scores >= det.threshold
 
     def correct(self, images, paths: Sequence[str]) -> list[dict[str, Any]]:
         """Label and image correction of flagged images: the voted label

