@@ -559,20 +559,37 @@ def top5_under_ops(spec: DatasetSpec, manifest: pd.DataFrame, progress: bool = T
     :func:`advlib.features.top5_under_ops`, cached in ``data/<profile>/cache`` so notebooks
     02-04 share one extraction.
     """
+    top5, _, op_names = _under_ops(spec, manifest, progress, stats=False)
+    return top5, op_names
+
+
+def outputs_under_ops(spec: DatasetSpec, manifest: pd.DataFrame, progress: bool = True
+                      ) -> tuple[np.ndarray, np.ndarray, list[str]]:
+    """As :func:`top5_under_ops`, with the continuous stats of the same passes: returns
+    ``(top5, stats, op_names)``, ``stats`` float (len(manifest), n_ops, 2)
+    (:func:`advlib.features.outputs_under_ops`). Same cache."""
+    return _under_ops(spec, manifest, progress, stats=True)
+
+
+def _under_ops(spec: DatasetSpec, manifest: pd.DataFrame, progress: bool, stats: bool
+               ) -> tuple[np.ndarray, np.ndarray | None, list[str]]:
     from . import features, ops
 
     store = spec.store
     device = config.resolve_device(spec.device)
     op_names = list(spec.ops or ops.OPERATIONS)
     out = np.zeros((len(manifest), 1 + len(op_names), 5), dtype=np.int64)
+    out_stats = np.zeros((len(manifest), len(op_names), len(features.STATS)), dtype=np.float32) if stats else None
     for clf in spec.classifiers:
         rows = np.flatnonzero(manifest["classifier"].to_numpy() == clf)
         if not len(rows):
             continue
         model = models.load_classifier(clf, device)
         images = load_images(store, manifest["path"].to_numpy()[rows].tolist())
-        t = features.top5_under_ops(model, images, op_names, batch_size=spec.batch_size, device=device,
-                                    cache_dir=store / "cache", classifier=clf, workers=spec.workers,
-                                    progress=progress)
+        t, st = features.outputs_under_ops(model, images, op_names, batch_size=spec.batch_size, device=device,
+                                           cache_dir=store / "cache", classifier=clf, workers=spec.workers,
+                                           progress=progress, stats=stats)
         out[rows] = np.asarray(t)
-    return out, op_names
+        if stats:
+            out_stats[rows] = st.numpy()
+    return out, out_stats, op_names

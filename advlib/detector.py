@@ -169,6 +169,21 @@ class Detector:
                      "training_data_sha256": data_sha256(x, y)}
         return self
 
+    def fit_features(self, X: np.ndarray, is_adversarial: Sequence[bool] | np.ndarray, **meta: Any) -> "Detector":
+        """Fit the estimator on precomputed features ``X`` (N, d) (:meth:`features` of the
+        training images, e.g. from a cache) and their labels; ``meta``: what to record about the
+        training data (saved with the detector). Returns self."""
+        X = np.asarray(X)
+        y = np.asarray(is_adversarial).astype(bool)
+        if X.ndim != 2 or y.shape != (len(X),):
+            raise ValueError(f"X must be (N, d) with one label per row, got X {X.shape}, labels {y.shape}")
+        if len(np.unique(y)) < 2:
+            raise ValueError("is_adversarial must hold both normal (False) and adversarial (True) images")
+        est = detect.make_detector(self.estimator) if isinstance(self.estimator, str) else self.estimator
+        self.estimator_ = est.fit(X, y.astype(np.int64))
+        self.meta = {"n_train": int(len(y)), "n_train_adversarial": int(y.sum()), **meta}
+        return self
+
     def _fitted(self) -> Any:
         if self.estimator_ is None:
             raise RuntimeError("this Detector is not fitted: call fit() or Detector.load()")
@@ -227,8 +242,10 @@ class Detector:
             raise ValueError(f"detector {path} was trained with advlib.ops.VERSION {meta['ops_version']}, "
                              f"this advlib has {_ops.VERSION}: its operations may give other pixels")
         est = detect.load_detector(path, expect={"classifier": name, "ops": meta["ops"]})
+        name = meta.get("estimator", "svm")  # a registry name, or the class of an estimator object
         det = cls(classifier, feature=meta["feature"], ops=group if group is not None else saved_ops,
-                  estimator=meta.get("estimator", "svm"), threshold=meta.get("threshold", 0.5), **kwargs)
+                  estimator=name if name in feature_estimators() else est, threshold=meta.get("threshold", 0.5),
+                  **kwargs)
         det.estimator_ = est
         det.meta = {k: v for k, v in meta.items() if k not in ("classifier", "ops", "group", "feature", "estimator",
                                                                "threshold", "ops_version", "passes")}

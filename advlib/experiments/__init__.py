@@ -4,6 +4,8 @@
   (:class:`OOF`, :func:`cross_validate`) and metrics with cluster-bootstrap intervals.
 - :mod:`.detection` (Sect. 4.5, notebook 03): Table 4, Table 5, per-attack detection rates, the
   saved detector, format robustness, the false-positive investigation.
+- :mod:`.cost` (beyond the paper, notebook 03): cheap detection, operation subsets chosen on
+  training/dev data, continuous features at equal numbers of classifier passes.
 - :mod:`.correction` (Sect. 5.3, notebook 04): label correction (Fig. 6), image correction
   (Table 6), the denoising autoencoder, quality after correction (Fig. 8), detect-then-correct.
 
@@ -14,12 +16,14 @@ Everything here is glue between the dataset manifest, the cached top-5 features 
 
 from .correction import (LABEL_CORRECTION_SETS, dae_correction, full_pipeline, jpeg_top5, label_correction_results,
                          quality_after_correction, table6)
+from .cost import MAX_PASSES, STEPS, OpOutputs, cheap_detector, choose_shipped, cost_curve, final_ops, greedy_order, meets_target
 from .detection import (detection_rate_per_attack, final_feature_detector, format_robustness, fpr_investigation,
                         half_photo_partitions, raw_cnn, squeezing, table4, table5)
 from .protocol import (ALL_CIS, MAIN_FEATURE_DETECTORS, OOF, SCENARIOS, SETTINGS, Data, Fitted, cross_validate,
                        feature_fitter, metric_row)
 
-__all__ = ["ALL_CIS", "LABEL_CORRECTION_SETS", "MAIN_FEATURE_DETECTORS", "OOF", "SCENARIOS", "SETTINGS", "Data",
+__all__ = ["MAX_PASSES", "STEPS", "OpOutputs", "cheap_detector", "choose_shipped", "cost_curve", "final_ops", "greedy_order",
+           "meets_target", "ALL_CIS", "LABEL_CORRECTION_SETS", "MAIN_FEATURE_DETECTORS", "OOF", "SCENARIOS", "SETTINGS", "Data",
            "Fitted", "cross_validate", "dae_correction", "detection_rate_per_attack", "feature_fitter",
            "final_feature_detector", "format_robustness", "fpr_investigation", "full_pipeline", "half_photo_partitions",
            "jpeg_top5", "label_correction_results", "metric_row", "quality_after_correction", "raw_cnn", "squeezing",

@@ -91,3 +91,39 @@ def fig_fpr_confidence(prob: np.ndarray, score: np.ndarray, threshold: np.ndarra
     ax.set_title("Normal images, out of fold: flagged = P(adversarial) >= the detector's threshold (0.5)", fontsize=8)
     ax.legend(fontsize=7)
     return save(fig, path)
+
+
+@styled
+def fig_detection_cost(table: pd.DataFrame, path: str | Path, references: dict[str, dict] | None = None,
+                       max_passes: int | None = None) -> SavedFigure:
+    """Accuracy, AUC and detection rate at the calibrated false-positive rate against classifier
+    passes per image (log axis), one line per feature (``table``: :func:`advlib.experiments.cost_curve`,
+    fractions, with ``*_ci_low/high``); ``references``: label -> a row of metrics with ``passes``
+    (e.g. feature squeezing), drawn as markers; ``max_passes``: the target, a vertical line."""
+    metrics = [("accuracy", "accuracy (threshold 0.5)"), ("auc", "AUC"),
+               ("detection_rate_calibrated", "detection rate at the calibrated FPR")]
+    fig, axes = plt.subplots(1, 3, figsize=(13.5, 4.0), sharex=True)
+    palette = dict(zip(table["feature"].unique(), sns.color_palette("colorblind", table["feature"].nunique())))
+    for ax, (col, label) in zip(axes, metrics):
+        for feature, g in table.sort_values("passes").groupby("feature", sort=False):
+            ax.plot(g["passes"], g[col], marker="o", ms=4, color=palette[feature], label=feature)
+            lo, hi = f"{col}_ci_low", f"{col}_ci_high"
+            if lo in g and g[lo].notna().any():
+                ax.fill_between(g["passes"], g[lo], g[hi], color=palette[feature], alpha=0.12, lw=0)
+        for i, (name, row) in enumerate((references or {}).items()):
+            if pd.notna(row.get(col)):
+                ax.plot([row["passes"]], [row[col]], marker="*^sD"[i % 4], ms=11, color="black", ls="none",
+                        label=name)
+        if max_passes:
+            ax.axvline(max_passes, color="grey", ls=":", lw=1)
+        ax.set_xscale("log")
+        ax.set_xticks([2, 3, 4, 6, 8, 16, 39], ["2", "3", "4", "6", "8", "16", "39"])
+        ax.set_xlabel("classifier passes per image")
+        ax.set_ylabel(label)
+    n = int(table["n_images"].iloc[0]) if "n_images" in table else None
+    fig.suptitle("Detection vs cost, out of fold (combination setting"
+                 + (f", n={n} images" if n else "") + "); bands: 95% cluster-bootstrap CI", fontsize=10)
+    handles, labels = axes[0].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="lower center", ncol=min(len(labels), 7), fontsize=8, bbox_to_anchor=(0.5, -0.06))
+    fig.tight_layout()
+    return save(fig, path)
