@@ -1,4 +1,4 @@
-"""Speed figures: ``python -m advlib.bench {ops,features,pipeline,all} [--device cpu|cuda] [--n N]``.
+"""Speed figures: ``advlib bench {ops,features,pipeline,scan,all} [--device cpu|cuda] [--n N]``.
 
 All figures are measured in one run on the same real photos (:func:`advlib.data.demo_items`)
 with efficientnet_lite0, and written to BENCHMARKS.md (one row per date, device, threads and
@@ -14,6 +14,10 @@ and ours run under the same allocator settings.
   ``feature_efficiency``.
 - ``pipeline``: the authors' pipeline (per image: a Pillow operation, then a batch-1 forward,
   38 times, plus the original) vs ours -> ``pipeline_speedup``.
+- ``scan``: images per second of the shipped cheap detector (:meth:`advlib.Detector.pretrained`:
+  features and score) vs the paper's all-38 detector (SVM on the differences feature, fitted
+  here on the photos and their FGSM versions) vs feature squeezing (4 passes) ->
+  ``scan_speedup`` (cheap / all-38).
 """
 
 from __future__ import annotations
@@ -123,6 +127,28 @@ def bench_pipeline(model, images: torch.Tensor, device: torch.device, workers: i
             "pipeline_speedup": t_authors / t_ours}
 
 
+def bench_scan(model, images: torch.Tensor, device: torch.device, workers: int, batch_size: int,
+               classifier: str, repeat: int = REPEAT) -> dict[str, float]:
+    """Scoring speed of the shipped cheap detector vs the all-38 SVM-diff detector vs feature
+    squeezing, on the same images (no cache)."""
+    from .api import attack
+    from .detect import FeatureSqueezing
+    from .detector import Detector
+
+    kw = dict(batch_size=batch_size, device=device, workers=workers)
+    cheap = Detector.pretrained(model, **kw)
+    adv = attack("fgsm", model, images, device=device, batch_size=batch_size)
+    x = torch.cat([images, adv.adversarial])
+    y = [False] * len(images) + [True] * len(images)
+    all38 = Detector(model, feature="diff", ops="all", estimator="svm", **kw).fit(x, y)
+    squeeze = FeatureSqueezing(model, device=device, batch_size=batch_size)
+    t_cheap, t_all, t_sq = _best_of(lambda: cheap.score(images), lambda: all38.score(images),
+                                    lambda: squeeze.decision_function(images), repeat=repeat)
+    n = len(images)
+    return {"cheap_ips": n / t_cheap, "all38_ips": n / t_all, "squeeze_ips": n / t_sq,
+            "cheap_passes": cheap.passes, "scan_speedup": t_all / t_cheap, "squeeze_vs_cheap": t_cheap / t_sq}
+
+
 def write_rows(rows: list[tuple[str, str]], device: str, threads: int, path=BENCHMARKS) -> None:
     """Add ``(figure, value)`` rows to the BENCHMARKS.md table, replacing a row of the same
     date, device, threads and figure."""
@@ -143,8 +169,8 @@ def write_rows(rows: list[tuple[str, str]], device: str, threads: int, path=BENC
 
 
 def main(argv: list[str] | None = None) -> dict[str, float]:
-    parser = argparse.ArgumentParser(prog="python -m advlib.bench", description=__doc__.splitlines()[0])
-    parser.add_argument("what", choices=["ops", "features", "pipeline", "all"])
+    parser = argparse.ArgumentParser(prog="advlib bench", description=__doc__.splitlines()[0])
+    parser.add_argument("what", choices=["ops", "features", "pipeline", "scan", "all"])
     parser.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
     parser.add_argument("--n", type=int, default=16, help="number of images (default 16)")
     parser.add_argument("--batch-size", type=int, default=0, help="classifier batch size (0 = auto: 4 on CPU, 128 on GPU)")
@@ -190,6 +216,12 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
         rows.append(("pipeline_speedup", f"{r['pipeline_speedup']:.2f} (ours {r['ours_ips']:.2f} img/s vs "
                                          f"authors' per-image loop {r['authors_ips']:.2f} img/s, "
                                          f"{args.classifier}, n={len(images)})"))
+    if args.what in ("scan", "all"):
+        r = bench_scan(model, images, device, workers, args.batch_size, args.classifier, repeat=args.repeat)
+        results.update(r)
+        rows.append(("scan_speedup", f"{r['scan_speedup']:.2f} (shipped cheap detector, {int(r['cheap_passes'])} passes, "
+                                     f"{r['cheap_ips']:.2f} img/s vs all-38 SVM-diff {r['all38_ips']:.2f} img/s; "
+                                     f"feature squeezing {r['squeeze_ips']:.2f} img/s; {args.classifier}, n={len(images)})"))
     for k, v in results.items():
         print(f"{k}: {v:.3f}")
     if not args.no_write:

@@ -287,16 +287,14 @@ class Scanner:
 
     def detect(self, images) -> tuple[Any, Any, Any]:
         """(top-1 label int (N,), score float (N,), flag bool (N,)) of uint8 (N, 3, 224, 224):
-        :meth:`advlib.Detector.score` and ``score >= threshold``, and the classifier's top-1
-        (one more forward pass per image, next to the detector's 1 + n_ops)."""
+        :meth:`advlib.Detector.score_top5` (the top-1 comes from the detector's own passes) and
+        ``score >= threshold``."""
         import numpy as np
 
-        from .api import predict_top5
-
         det = self.detector
-        scores = np.asarray(det.score(images), dtype=np.float64)
-        top1 = predict_top5(det.classifier, images, det.batch_size)[:, 0]
-        return top1, scores, scores >= det.threshold
+        scores, top5 = det.score_top5(images)
+        scores = np.asarray(scores, dtype=np.float64)
+        return top5[:, 0], scores, scores >= det.threshold
 
     def correct(self, images, paths: Sequence[str]) -> list[dict[str, Any]]:
         """Label and image correction of flagged images: the voted label

@@ -147,10 +147,15 @@ class Detector:
     def features(self, images: Any) -> np.ndarray:
         """The detector's input: the ``feature`` of the operations, (N, d) (int64 for the
         paper's features, float64 for the continuous ones)."""
-        if self.feature in features.FEATURE_KINDS and self.group is not None:
-            return features.feature_matrix(self.top5(images), self.feature, self.group, self.op_names)
+        return self._features_top5(images)[0]
+
+    def _features_top5(self, images: Any) -> tuple[np.ndarray, np.ndarray]:
         top5, stats = self._outputs(images, self.feature not in features.FEATURE_KINDS)
-        return features.subset_features(top5, stats, self.feature, range(len(self.op_names)))
+        if self.feature in features.FEATURE_KINDS and self.group is not None:
+            X = features.feature_matrix(top5, self.feature, self.group, self.op_names)
+        else:
+            X = features.subset_features(top5, stats, self.feature, range(len(self.op_names)))
+        return X, np.asarray(top5[:, 0])
 
     # ------------------------------------------------------------------ learning
     def fit(self, images: Any, is_adversarial: Sequence[bool] | np.ndarray) -> "Detector":
@@ -192,6 +197,12 @@ class Detector:
     def score(self, images: Any) -> np.ndarray:
         """P(adversarial) of each image, float (N,)."""
         return detect.detector_scores(self._fitted(), self.features(images))
+
+    def score_top5(self, images: Any) -> tuple[np.ndarray, np.ndarray]:
+        """``(score (N,), top5 (N, 5))``: :meth:`score` and the classifier's top-5 labels of each
+        image itself, from the same :attr:`passes` (no extra pass for the top-5)."""
+        X, top5 = self._features_top5(images)
+        return detect.detector_scores(self._fitted(), X), top5
 
     def detect(self, images: Any) -> np.ndarray:
         """bool (N,): score >= ``threshold``."""
