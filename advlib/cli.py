@@ -94,7 +94,9 @@ def describe_shipped(name: str, meta: dict[str, Any]) -> str:
                                      f"{oof['n_photos']} photos" if "n_photos" in oof else None) if v)
     rates = [f"false-positive rate {fpr:.1%} on normal photos" if fpr is not None else None,
              f"detection rate {rate:.1%} on adversarial images" if rate is not None else None]
-    return text + f" Out of fold{' (' + how + ')' if how else ''}: " + ", ".join(r for r in rates if r) + \
+    at5 = _number(oof, "tpr_at_5fpr")
+    extra = f" (detection rate {at5:.1%} at 5% false positives on the pooled out-of-fold scores)" if at5 is not None else ""
+    return text + f" Out of fold{' (' + how + ')' if how else ''}: " + ", ".join(r for r in rates if r) + extra + \
         ". Expect about these rates on photos like its training photos."
 
 
@@ -103,8 +105,9 @@ def _scan_description() -> str:
     text = ("Scan image files and folders (recursively) for adversarial images. Each image is prepared as "
             "advlib.data.load_image does: 224x224 files as they are (adversarial files keep their noise), "
             "others resized to 256 and centre-cropped to 224. The detector is the paper's (Sect. 4): the "
-            "classifier's outputs (top-5 labels) before and after image processing operations, as features "
-            "of a trained estimator; its score is P(adversarial).")
+            "classifier's outputs (its top-5 labels, or the probability of its top-1 label and the shift of its "
+            "softmax vector) before and after image processing operations, as features of a trained "
+            "estimator; its score is P(adversarial).")
     paras = [textwrap.fill(text, 100)]
     if shipped:
         paras.append("Shipped detectors (used unless --detector names another):")

@@ -110,7 +110,9 @@ def subset_fitter(d: Data, out: OpOutputs, kind: str, k: int | None, orders: dic
 
 def cost_curve(d: Data, out: OpOutputs, *, kinds=KINDS, steps=STEPS, grid: dict | None = None,
                progress: bool = True) -> tuple[pd.DataFrame, dict[tuple[str, int | None], OOF]]:
-    """Out-of-fold accuracy, AUC and detection rate at ``d.target_fpr`` of each feature kind on
+    """Out-of-fold accuracy, AUC, detection rate at 5% false positives on the pooled out-of-fold
+    scores (``tpr_at_5fpr``: a threshold set on the out-of-fold normal scores, as the shipped
+    detector's) and at each fold's dev-calibrated threshold, of each feature kind on
     ``steps`` greedily chosen operations and on all of them (``n_ops`` = len(op_names)), with
     ``passes`` = 1 + n_ops classifier passes per image (combination setting). Returns the table
     and the :class:`OOF` of each ``(kind, k)`` (``k`` None: all operations)."""
@@ -121,7 +123,7 @@ def cost_curve(d: Data, out: OpOutputs, *, kinds=KINDS, steps=STEPS, grid: dict 
         oofs[(kind, k)] = o
         n_ops = len(out.op_names) if k is None else k
         chosen = [m.info["ops"] for m in o.models if m is not None]
-        r = metric_row(o, d.bootstrap, d.seed, cis=("accuracy", "auc", "tpr"))
+        r = metric_row(o, d.bootstrap, d.seed, cis=("accuracy", "auc", "tpr_at_5fpr", "tpr"))
         rows.append({"feature": kind, "n_ops": n_ops, "passes": 1 + n_ops, "selected": k is not None,
                      "ops_per_fold": " | ".join(",".join(c) for c in chosen), **r})
     return pd.DataFrame(rows), oofs
@@ -179,10 +181,11 @@ def cheap_detector(d: Data, out: OpOutputs, o: OOF, kind: str, k: int, classifie
     det.fit_features(out.matrix(kind, cols)[m], d.y[m].astype(bool),
                      training_data_sha256=hashlib.sha256(lines.encode()).hexdigest())
     det.threshold = float(detect.calibrate_threshold(o.scores[o.y == 0], d.target_fpr))
-    row = metric_row(o, d.bootstrap, d.seed, cis=("accuracy", "auc", "fpr", "tpr"))
-    keep = ("accuracy", "accuracy_ci_low", "accuracy_ci_high", "auc", "auc_ci_low", "auc_ci_high",
+    row = metric_row(o, d.bootstrap, d.seed, cis=("accuracy", "auc", "tpr_at_5fpr", "fpr", "tpr"))
+    keep = ("accuracy", "accuracy_ci_low", "accuracy_ci_high", "auc", "auc_ci_low", "auc_ci_high", "tpr_at_5fpr",
             "fpr_calibrated", "fpr_calibrated_ci_low", "fpr_calibrated_ci_high", "detection_rate_calibrated",
-            "detection_rate_calibrated_ci_low", "detection_rate_calibrated_ci_high", "n_images", "n_photos")
+            "detection_rate_calibrated_ci_low", "detection_rate_calibrated_ci_high", "tpr_at_5fpr_ci_low",
+            "tpr_at_5fpr_ci_high", "n_images", "n_photos")
     det.meta.update(params=params, target_fpr=d.target_fpr, protocol=d.protocol,
                     oof={key: row[key] for key in keep if key in row},
                     selection=(f"greedy forward selection on each partition's training/dev images; the "

@@ -179,7 +179,7 @@ def metric_row(o: OOF, n_boot: int, seed: int, cis: tuple[str, ...] = ALL_CIS) -
     ok_cal = np.isfinite(o.calibrated)
     if n_boot and len(np.unique(y)) == 2:
         for metric, thr in (("accuracy", o.threshold), ("eer", o.threshold), ("auc", o.threshold),
-                            ("fpr", o.calibrated), ("tpr", o.calibrated)):
+                            ("tpr_at_5fpr", o.threshold), ("fpr", o.calibrated), ("tpr", o.calibrated)):
             if metric not in cis:
                 continue
             name = {"fpr": "fpr_calibrated", "tpr": "detection_rate_calibrated"}.get(metric, metric)

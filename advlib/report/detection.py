@@ -96,12 +96,12 @@ def fig_fpr_confidence(prob: np.ndarray, score: np.ndarray, threshold: np.ndarra
 @styled
 def fig_detection_cost(table: pd.DataFrame, path: str | Path, references: dict[str, dict] | None = None,
                        max_passes: int | None = None) -> SavedFigure:
-    """Accuracy, AUC and detection rate at the calibrated false-positive rate against classifier
+    """Accuracy, AUC and detection rate at 5% false positives (pooled out-of-fold ROC) against classifier
     passes per image (log axis), one line per feature (``table``: :func:`advlib.experiments.cost_curve`,
     fractions, with ``*_ci_low/high``); ``references``: label -> a row of metrics with ``passes``
     (e.g. feature squeezing), drawn as markers; ``max_passes``: the target, a vertical line."""
     metrics = [("accuracy", "accuracy (threshold 0.5)"), ("auc", "AUC"),
-               ("detection_rate_calibrated", "detection rate at the calibrated FPR")]
+               ("tpr_at_5fpr", "detection rate at 5% FPR (out of fold)")]
     fig, axes = plt.subplots(1, 3, figsize=(13.5, 4.0), sharex=True)
     palette = dict(zip(table["feature"].unique(), sns.color_palette("colorblind", table["feature"].nunique())))
     for ax, (col, label) in zip(axes, metrics):
@@ -117,6 +117,7 @@ def fig_detection_cost(table: pd.DataFrame, path: str | Path, references: dict[s
         if max_passes:
             ax.axvline(max_passes, color="grey", ls=":", lw=1)
         ax.set_xscale("log")
+        ax.minorticks_off()
         ax.set_xticks([2, 3, 4, 6, 8, 16, 39], ["2", "3", "4", "6", "8", "16", "39"])
         ax.set_xlabel("classifier passes per image")
         ax.set_ylabel(label)
