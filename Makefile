@@ -4,7 +4,7 @@ PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
 NOTEBOOKS := notebooks/01_dataset.ipynb notebooks/02_operation_effects.ipynb \
-             notebooks/03_detection.ipynb notebooks/04_correction.ipynb
+             notebooks/03_detection.ipynb notebooks/04_correction.ipynb notebooks/05_adaptive.ipynb
 export MPLBACKEND := Agg
 export PYTHONHASHSEED := 0
 
@@ -17,7 +17,7 @@ $(VENV)/.installed: pyproject.toml constraints.txt
 
 venv: $(VENV)/.installed
 
-## Run the four notebooks with papermill on params/$(PROFILE).yaml -> tables/, figures/, build/
+## Run the five notebooks with papermill on params/$(PROFILE).yaml -> tables/, figures/, build/
 reproduce: venv
 	$(VENV)/bin/advlib reproduce $(PROFILE)
 
@@ -25,7 +25,7 @@ reproduce: venv
 check-profile: venv
 	$(VENV)/bin/advlib check-profile $(PROFILE)
 
-## Unit tests, then the four notebooks under nbval on the smoke profile (their parameters cells)
+## Unit tests, then the five notebooks under nbval on the smoke profile (their parameters cells)
 test: venv clean-smoke
 	$(PY) -m pytest -p no:cacheprovider tests $(NOTEBOOKS) --nbval-lax --nbval-current-env
 

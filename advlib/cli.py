@@ -3,7 +3,7 @@
 - ``advlib scan PATH...``: find adversarial images in files and folders with a detector (the one
   shipped with advlib for the classifier, or ``--detector DIR``), one CSV row per file,
   optionally with corrected copies (the paper's heuristic JPEG, Sect. 5.2);
-- ``advlib reproduce [PROFILE]``: the four notebooks on a profile (:mod:`advlib.run`);
+- ``advlib reproduce [PROFILE]``: the five notebooks on a profile (:mod:`advlib.run`);
 - ``advlib check-profile FILE_OR_NAME``: validate a profile and print its parameters;
 - ``advlib bench ...``: the speed figures (:mod:`advlib.bench`).
 
@@ -526,7 +526,7 @@ def cmd_bench(argv: Sequence[str]) -> int:
 #: command -> (function of the remaining arguments returning the exit status, one-line summary)
 COMMANDS: dict[str, tuple[Callable[[Sequence[str]], int], str]] = {
     "scan": (cmd_scan, "find (and correct) adversarial images in files and folders; CSV report"),
-    "reproduce": (cmd_reproduce, "run the four notebooks on a profile (make reproduce)"),
+    "reproduce": (cmd_reproduce, "run the five notebooks on a profile (make reproduce)"),
     "check-profile": (cmd_check_profile, "validate a profile and print its parameters"),
     "bench": (cmd_bench, "speed figures into BENCHMARKS.md (make bench)"),
 }

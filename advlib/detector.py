@@ -263,6 +263,20 @@ class Detector:
         return det
 
     @classmethod
+    def from_estimator(cls, classifier: nn.Module, estimator: Any, *, feature: str = "diff",
+                       ops: str | Sequence[str] = "all", threshold: float = 0.5,
+                       meta: dict[str, Any] | None = None, **kwargs: Any) -> "Detector":
+        """A detector around an estimator already fitted on this feature and these operations
+        (e.g. one saved by :func:`advlib.detect.save_detector` in notebook 03). ``kwargs``: as
+        the constructor's ``batch_size``, ``device``, ``workers``, ``cache_dir``."""
+        if not (hasattr(estimator, "predict_proba") or hasattr(estimator, "decision_function")):
+            raise TypeError("estimator must be fitted and have predict_proba() or decision_function()")
+        det = cls(classifier, feature=feature, ops=ops, estimator=estimator, threshold=threshold, **kwargs)
+        det.estimator_ = estimator
+        det.meta = dict(meta or {})
+        return det
+
+    @classmethod
     def pretrained(cls, classifier: str | nn.Module = "efficientnet_lite0", **kwargs: Any) -> "Detector":
         """The detector shipped with advlib for ``classifier`` (a name of
         :data:`advlib.models.CLASSIFIERS`, loaded on CPU, or a loaded classifier), from

@@ -28,7 +28,7 @@ import yaml
 
 from . import config
 
-NOTEBOOKS = ("01_dataset", "02_operation_effects", "03_detection", "04_correction")
+NOTEBOOKS = ("01_dataset", "02_operation_effects", "03_detection", "04_correction", "05_adaptive")
 
 #: Longest error message printed for a failing cell (characters); the executed copy has it all.
 ERROR_CHARS = 600

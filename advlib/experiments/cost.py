@@ -24,6 +24,7 @@ are slightly optimistic; stated in its metadata).
 from __future__ import annotations
 
 from collections import Counter
+from pathlib import Path
 from dataclasses import dataclass
 from typing import Callable
 
@@ -154,6 +155,18 @@ def final_ops(o: OOF, k: int) -> list[str]:
     count = Counter(op for ops in lists for op in ops)
     pos = {op: np.mean([ops.index(op) if op in ops else k for ops in lists]) for op in count}
     return sorted(count, key=lambda op: (-count[op], pos[op], op))[:k]
+
+
+def cheap_detector_dir(run: str, classifier: str, models_dir) -> Path:
+    """Where notebook 03 saves the cheap detector: inside the package
+    (:data:`advlib.detector.PRETRAINED_DIR`, shipped) for the demo run of efficientnet_lite0,
+    else the run's ``models/detector_cheap``."""
+
+    from ..detector import PRETRAINED_DIR
+
+    if run == "demo" and classifier == "efficientnet_lite0":
+        return PRETRAINED_DIR / classifier
+    return Path(models_dir) / "detector_cheap"
 
 
 def cheap_detector(d: Data, out: OpOutputs, o: OOF, kind: str, k: int, classifier):

@@ -9,15 +9,18 @@ module changes no global state.
 - :mod:`.effects` (Sect. 3): Table 3's counts, Fig. 4, the restored heatmap
 - :mod:`.detection` (Sect. 4.5): ROC, per-attack detection, format robustness, FPR vs confidence
 - :mod:`.correction` (Sect. 5.3): Figs. 5-9
+- :mod:`.adaptive` (beyond the paper, notebook 05): detection and correction under adaptive attacks
 """
 
+from .adaptive import fig_adaptive_correction, fig_adaptive_detection
 from .correction import fig5_heuristic, fig6_label_correction, fig7_examples, fig8_quality, fig9_qf_histogram
 from .dataset import fig3_psnr_ssim, fig_examples
 from .detection import fig_detection_cost, fig_detection_per_attack, fig_format_robustness, fig_fpr_confidence, fig_roc
 from .effects import GROUP_TITLES, _op_axis, fig4_operation_effects, fig_restored_heatmap, operation_effects  # noqa: F401
 from .style import FORMATS, UNITS, SavedFigure, beside, save, styled, theme
 
-__all__ = ["FORMATS", "GROUP_TITLES", "UNITS", "SavedFigure", "beside", "fig3_psnr_ssim", "fig4_operation_effects",
+__all__ = ["FORMATS", "GROUP_TITLES", "UNITS", "SavedFigure", "beside", "fig_adaptive_correction",
+           "fig_adaptive_detection", "fig3_psnr_ssim", "fig4_operation_effects",
            "fig5_heuristic", "fig6_label_correction", "fig7_examples", "fig8_quality", "fig9_qf_histogram",
            "fig_detection_cost", "fig_detection_per_attack", "fig_examples", "fig_format_robustness", "fig_fpr_confidence",
            "fig_restored_heatmap", "fig_roc", "operation_effects", "save", "styled", "theme"]

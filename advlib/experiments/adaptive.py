@@ -1,0 +1,218 @@
+"""Adaptive attacks against the paper's defences (notebook 05, beyond the paper).
+
+For each L-inf budget ``eps`` (in 8-bit levels) and each attack of :data:`ATTACKS`, the same
+normal images are attacked (:mod:`advlib.adaptive`), every adversarial is saved as a JPEG
+quality-100 file (notebook 01's save path), read back and re-checked from the file, and then
+judged by every defence on the file's pixels:
+
+- detection: the paper's detector (SVM on the differences feature of all 38 operations, saved by
+  notebook 03), the cheap detector (notebook 03's, shipped with advlib for the demo) and feature
+  squeezing (threshold at ``target_fpr`` on the normal images);
+- correction: label correction (is the reference label in the voted top-5 of the 26 JPEG and
+  scaling operations?) and image correction (is it in the top-5 after JPEG at the heuristic's
+  ``min`` quality?).
+
+The reading, fixed before the results: an attack *defeats* a detector on an image when the image
+is adversarial after saving and not flagged; it defeats a correction when the image is
+adversarial after saving and the correction does not bring the reference label back into the
+top-5. Rates are over all attacked images (``n_images``). A defence *breaks* at the smallest
+budget where an adaptive attack defeats it on at least half of the images.
+
+Work is done in shards, one per (attack, budget), written atomically under the store's
+``adaptive/`` folder with a key of everything they depend on: a rerun recomputes nothing and an
+interrupted run resumes.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+import pandas as pd
+import torch
+
+from .. import config
+
+#: The attacks of the sweep: name -> (adaptive?, what it targets, description).
+ATTACKS: dict[str, tuple[bool, str, str]] = {
+    "none": (False, "-", "the normal images themselves (false positives, clean accuracy)"),
+    "pgd": (False, "-", "PGD on the top-5 margin, no knowledge of the defences (the non-adaptive baseline)"),
+    "high_confidence": (True, "correction", "PGD with a 30-logit margin over the top-5 (the simplest adaptive attack)"),
+    "eot_correction": (True, "correction", "EOT-PGD over the 26 JPEG and scaling operations, BPDA through JPEG"),
+    "detector_cheap": (True, "cheap detector", "C&W-style PGD through the cheap detector (exact gradients, BPDA JPEG)"),
+    "detector_paper": (True, "paper detector", "C&W-style PGD through a soft surrogate of the all-38 differences feature"),
+}
+
+#: Columns judged per image (bool): flagged by each detector, label restored by each correction.
+DEFENCES = ("paper_detector", "cheap_detector", "feature_squeezing", "label_correction", "image_correction")
+
+
+@dataclass
+class Defences:
+    """What judges the adversarials: the classifier, its detectors and the correction settings.
+
+    ``paper`` / ``cheap``: :class:`advlib.Detector` objects (``paper`` on the ``diff`` feature of
+    all operations); ``squeezing``: a fitted :class:`advlib.detect.FeatureSqueezing`;
+    ``heuristic_qfs`` / ``groups``: image and label correction settings (notebook 04's).
+    """
+
+    classifier: torch.nn.Module
+    paper: Any
+    cheap: Any
+    squeezing: Any
+    heuristic_qfs: list[int]
+    groups: list[str]
+    batch_size: int = 16
+    workers: int = 0
+
+    def key(self) -> str:
+        """What a judgement depends on (the detectors' metadata and thresholds, the settings)."""
+        return config.fingerprint(self.paper.describe(), self.cheap.describe(), float(self.squeezing.threshold_),
+                                  self.heuristic_qfs, self.groups)
+
+    def judge(self, images: torch.Tensor, labels: np.ndarray) -> dict[str, np.ndarray]:
+        """Per image, bool: flagged by each detector, reference label back in the top-5 after each
+        correction, and ``top5_clean`` (the label in the top-5 with no defence)."""
+        from .. import correct, features, ops
+        from .correction import jpeg_top5
+
+        names = list(ops.OPERATIONS)
+        top5 = np.asarray(features.top5_under_ops(self.classifier, images, names, batch_size=self.batch_size,
+                                                  workers=self.workers, progress=False))
+        after = top5[:, 1:]
+        paper_x = features.feature_matrix(top5, self.paper.feature, self.paper.group, names)
+        from ..detect import detector_scores
+
+        paper_flag = detector_scores(self.paper._fitted(), paper_x) >= self.paper.threshold
+        voted, s_qf, _ = correct.heuristic_steps(after, names, self.heuristic_qfs, groups=self.groups)
+        qf = correct.choose_qf(s_qf, "min", fallback_qf=min(self.heuristic_qfs))
+        return {"top5_clean": correct.top5_correct(top5[:, 0], labels),
+                "paper_detector": paper_flag,
+                "cheap_detector": self.cheap.detect(images),
+                "feature_squeezing": np.asarray(self.squeezing.predict(images)).astype(bool),
+                "label_correction": correct.label_correction_success(
+                    correct.label_correction(after, names, self.groups), labels),
+                "image_correction": correct.top5_correct(jpeg_top5(after, names, qf), labels),
+                "image_correction_qf": np.asarray(qf)}
+
+
+def run_attack(name: str, classifier, images: torch.Tensor, labels: np.ndarray, eps_levels: float, d: Defences, *,
+               steps: int, eot: int, seed: int, batch_size: int):
+    """One attack of :data:`ATTACKS` at ``eps_levels`` / 255: an :class:`advlib.adaptive.AdaptiveOutcome`
+    (``none``: None)."""
+    from .. import adaptive
+
+    eps = eps_levels / 255
+    kw = dict(steps=steps, seed=seed, batch_size=batch_size)
+    if name == "pgd":
+        return adaptive.attack_pgd(classifier, images, labels, eps, **kw)
+    if name == "high_confidence":
+        return adaptive.attack_high_confidence(classifier, images, labels, eps, **kw)
+    if name == "eot_correction":
+        return adaptive.attack_correction(classifier, images, labels, eps, eot=eot, **kw)
+    if name == "detector_cheap":
+        return adaptive.attack_detector(classifier, d.cheap, images, labels, eps, **kw)
+    if name == "detector_paper":
+        return adaptive.attack_detector(classifier, d.paper, images, labels, eps, **kw)
+    raise KeyError(f"unknown attack {name!r} (known: {', '.join(ATTACKS)})")
+
+
+def shard(name: str, eps_levels: float, images: torch.Tensor, labels: np.ndarray, ids: list[str], d: Defences,
+          folder: Path, *, steps: int, eot: int, seed: int, batch_size: int) -> pd.DataFrame:
+    """One (attack, budget) shard: attack, save each adversarial as JPEG quality 100 under
+    ``folder``, re-check the paper's criterion from the file, judge it by every defence; one
+    row per image. Cached: the CSV (written last, atomically) marks the shard done."""
+    from .. import attacks
+    from ..dataset import read_table, save_dataset_image
+    from ..store import pixel_sha256, write_csv
+
+    key = config.fingerprint(name, eps_levels, steps, eot, seed, [pixel_sha256(im) for im in images],
+                             np.asarray(labels).tolist(), d.key(), length=10)
+    out = folder / name / f"eps{eps_levels:g}-{key}.csv"
+    if out.exists():
+        return read_table(out)
+    outcome = run_attack(name, d.classifier, images, labels, eps_levels, d, steps=steps, eot=eot, seed=seed,
+                         batch_size=batch_size) if name != "none" else None
+    if outcome is None:
+        files, pixels = [""] * len(images), images
+        success = np.zeros(len(images), bool)
+        l2, linf, seconds = np.zeros(len(images)), np.zeros(len(images), int), 0.0
+    else:
+        saved = [save_dataset_image(outcome.adversarial[i], folder / name / key / ids[i].replace("/", "_"), "jpeg")
+                 for i in range(len(images))]
+        files = [str(p.relative_to(folder)) for p, _ in saved]
+        pixels = torch.stack([px for _, px in saved])
+        if not torch.equal(pixels, outcome.saved):
+            raise RuntimeError(f"{name} eps {eps_levels}: the saved files decode to other pixels than the attack's")
+        success = attacks.is_adversarial(d.classifier, pixels, torch.as_tensor(labels), batch_size=batch_size)
+        l2, linf, seconds = outcome.l2, outcome.linf, outcome.seconds
+    judged = d.judge(pixels, np.asarray(labels))
+    adaptive, target, _ = ATTACKS[name]
+    rows = pd.DataFrame({"image_id": ids, "attack": name, "adaptive": adaptive, "target": target,
+                         "eps_levels": eps_levels, "path": files, "label": np.asarray(labels),
+                         "success_saved": success, "l2": l2, "linf": linf,
+                         "seconds_per_image": seconds / max(1, len(images)), **judged})
+    write_csv(rows, out)
+    return read_table(out)
+
+
+def sweep(images: torch.Tensor, labels: np.ndarray, ids: list[str], d: Defences, folder: Path, *,
+          eps_levels: list[float], attacks: list[str], surrogate_eps: list[float], steps: int, eot: int,
+          seed: int, batch_size: int, progress: bool = True, on_error: Callable | None = None) -> pd.DataFrame:
+    """Every attack of ``attacks`` at every budget of ``eps_levels`` (``detector_paper`` only at
+    ``surrogate_eps``, it costs 39 passes per step), plus the normal images (``none``). Returns
+    one row per (attack, budget, image). A failing shard is reported (``on_error(name, eps,
+    exc)``, default print) and the others go on."""
+    from tqdm.auto import tqdm
+
+    jobs = [("none", 0.0)] + [(a, e) for a in attacks for e in eps_levels
+                              if a != "detector_paper" or e in surrogate_eps]
+    parts, failed = [], []
+    for name, eps in tqdm(jobs, desc="adaptive attacks", disable=not progress):
+        try:
+            parts.append(shard(name, eps, images, labels, ids, d, folder, steps=steps, eot=eot, seed=seed,
+                               batch_size=batch_size))
+        except Exception as e:  # noqa: BLE001 - a failing shard must not stop the others
+            failed.append((name, eps, repr(e)))
+            (on_error or (lambda n, x, err: print(f"adaptive shard {n} eps {x} failed: {err!r}")))(name, eps, e)
+    if failed:
+        print(f"{len(failed)} adaptive shard(s) failed: {failed}")
+    return pd.concat(parts, ignore_index=True)
+
+
+def summary(rows: pd.DataFrame, groups: pd.Series | None = None) -> pd.DataFrame:
+    """One row per (attack, budget): success after saving, the share of attacked images that each
+    defence lets through (``defeats_*``: adversarial after saving and not flagged / not
+    restored), detection rates and restored rates among the successful adversarials, median
+    perturbation, ``n_images`` and ``n_photos`` (``groups``: source photo per ``image_id``)."""
+    out = []
+    for (name, eps), g in rows.groupby(["attack", "eps_levels"], sort=False):
+        s = g["success_saved"].astype(bool).to_numpy()
+        r = {"attack": name, "adaptive": bool(g["adaptive"].iloc[0]), "target": g["target"].iloc[0],
+             "eps_levels": eps, "n_images": len(g),
+             "n_photos": int(g["image_id"].map(groups).nunique()) if groups is not None else len(g),
+             "success_saved_pct": 100 * s.mean(), "n_success": int(s.sum()),
+             "median_linf": float(g["linf"].median()), "median_l2": float(g["l2"].median())}
+        for col in ("paper_detector", "cheap_detector", "feature_squeezing"):
+            flag = g[col].astype(bool).to_numpy()
+            r[f"{col}_flagged_pct"] = 100 * flag.mean()  # of all images (false positives for 'none')
+            r[f"{col}_detects_pct"] = 100 * flag[s].mean() if s.any() else np.nan
+            r[f"defeats_{col}_pct"] = 100 * (s & ~flag).mean()
+        for col in ("label_correction", "image_correction"):
+            ok = g[col].astype(bool).to_numpy()
+            r[f"{col}_accuracy_pct"] = 100 * ok.mean()  # label in the top-5 after the correction, all images
+            r[f"{col}_restores_pct"] = 100 * ok[s].mean() if s.any() else np.nan
+            r[f"defeats_{col}_pct"] = 100 * (s & ~ok).mean()
+        r["seconds_per_image"] = float(g["seconds_per_image"].mean())
+        out.append(r)
+    return pd.DataFrame(out)
+
+
+def breaking_budget(table: pd.DataFrame, defence: str, attacks: list[str], threshold: float = 50.0) -> float | None:
+    """The smallest budget (8-bit levels) at which one of ``attacks`` defeats ``defence`` on at
+    least ``threshold`` % of the attacked images (``defeats_<defence>_pct``); None if none does."""
+    col = f"defeats_{defence}_pct"
+    hit = table[table["attack"].isin(attacks) & (table[col] >= threshold)]
+    return float(hit["eps_levels"].min()) if len(hit) else None
