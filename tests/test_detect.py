@@ -364,3 +364,51 @@ def test_cross_validation_evaluates_every_photo_once(real_set):
     assert isinstance(row["degenerate"], bool)
     with pytest.raises(ValueError, match="cv_folds"):
         cv.photo_folds(manifest["source"], 1, 0)
+
+
+# --------------------------------------------------------------------------- cheap detection (experiments.cost)
+
+def test_cheap_detection_selects_on_training_and_dev_only(real_set, classifier):
+    import pandas as pd
+
+    from advlib import experiments
+    from advlib.experiments import cost
+    from advlib.store import pixel_sha256
+
+    top5, stats = features.outputs_under_ops(classifier, real_set["images"], real_set["ops"], batch_size=16,
+                                             progress=False, stats=True)
+    assert torch.equal(top5, real_set["top5"])  # the same passes
+    out = experiments.OpOutputs(np.asarray(top5), stats.numpy(), real_set["ops"])
+    y, split = real_set["y"], real_set["split"]
+    tr, dv = split == "train", split == "dev"
+    order, aucs = experiments.greedy_order(out, "prob+shift", y, tr, dv, 3)
+    assert len(set(order)) == 3 and len(aucs) == 3 and all(0 <= a <= 1 for a in aucs)
+    singles = [cost._selection_score(out.matrix("prob+shift", [j]), y, tr, dv, 0) for j in range(len(real_set["ops"]))]
+    assert order[0] == int(np.argmax(singles)) and aucs[0] == max(singles)
+    flipped = y.copy()
+    flipped[split == "eval"] = 1 - flipped[split == "eval"]  # the eval part's labels play no part
+    assert experiments.greedy_order(out, "prob+shift", flipped, tr, dv, 3)[0] == order
+
+    manifest = pd.DataFrame({"kind": np.where(y == 1, "non-targeted", "normal"),
+                             "source": [f"p{i}" for i in real_set["photo"]], "attack": np.where(y == 1, "fgsm", "none"),
+                             "classifier": "efficientnet_lite0", "split": split,
+                             "sha256": [pixel_sha256(im) for im in real_set["images"]]})
+    d = experiments.Data.split(manifest, out.top5, out.op_names, cv_folds=4, seed=0, bootstrap=20)
+    table, oofs = experiments.cost_curve(d, out, kinds=("diff", "prob"), steps=(1, 2), progress=False)
+    assert len(table) == 6 and sorted(table.passes.unique()) == [2, 3, 1 + len(real_set["ops"])]
+    for (kind, k), o in oofs.items():  # every fold chose its own operations, k of them
+        chosen = [m.info["ops"] for m in o.models if m is not None]
+        assert all(len(c) == (k or len(real_set["ops"])) for c in chosen)
+        assert sorted(o.rows.tolist()) == list(range(len(y)))
+    shipped = experiments.choose_shipped(table)
+    assert shipped.passes <= experiments.MAX_PASSES and shipped.auc == table[(table.passes <= 8) & table.selected].auc.max()
+    k = int(shipped.n_ops)
+    det = experiments.cheap_detector(d, out, oofs[(shipped.feature, k)], shipped.feature, k, classifier)
+    assert det.passes == 1 + k and det.op_names == experiments.final_ops(oofs[(shipped.feature, k)], k)
+    o = oofs[(shipped.feature, k)]
+    assert np.mean(o.scores[o.y == 0] >= det.threshold) <= 0.05 + 1 / (o.y == 0).sum()
+    assert det.meta["oof"]["n_photos"] == N_PHOTOS and len(det.meta["training_data_sha256"]) == 64
+    # the refitted detector scores images through its own passes as the cached features say
+    cols = [out.op_names.index(n) for n in det.op_names]
+    np.testing.assert_allclose(det.score(real_set["images"][:4]),
+                               detect.detector_scores(det.estimator_, out.matrix(shipped.feature, cols)[:4]), atol=1e-6)

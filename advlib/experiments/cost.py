@@ -141,9 +141,9 @@ def meets_target(table: pd.DataFrame, reference_accuracy: float, reference_ci_lo
 
 
 def choose_shipped(table: pd.DataFrame, max_passes: int = MAX_PASSES) -> pd.Series:
-    """The configuration to ship: at most ``max_passes`` passes, best out-of-fold AUC (ties: fewer
-    passes, then the order of :data:`KINDS`)."""
-    t = table[table["passes"] <= max_passes].copy()
+    """The configuration to ship: a selected subset (not all operations) of at most ``max_passes``
+    passes with the best out-of-fold AUC (ties: fewer passes, then the order of :data:`KINDS`)."""
+    t = table[(table["passes"] <= max_passes) & table["selected"].astype(bool)].copy()
     t["_kind"] = t["feature"].map({k: i for i, k in enumerate(KINDS)})
     return t.sort_values(["auc", "passes", "_kind"], ascending=[False, True, True]).iloc[0].drop("_kind")
 
