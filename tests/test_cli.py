@@ -268,3 +268,35 @@ def test_python_m_advlib_help_loads_no_torch():
     scan = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env)
     assert scan.returncode == 0, scan.stderr
     assert "--detector DIR" in scan.stdout and ("Shipped detectors" in scan.stdout or "No detector ships" in scan.stdout)
+
+
+def make_scan_example(folder: Path) -> None:
+    """The README's "Scan a folder" example: six photos shipped in the foolbox wheel, as they are,
+    and their PGD versions (``advlib.attack``, kept when adversarial after saving) saved as
+    notebook 01 saves them (JPEG quality 100)."""
+    photos = [str(p.path) for p in data.demo_photos() if p.package == "foolbox" and "imagenet" in str(p.path)][:6]
+    (folder / "adversarial").mkdir(parents=True, exist_ok=True)
+    for p in photos:
+        shutil.copy(p, folder / Path(p).name)
+    clf = advlib.load_classifier("efficientnet_lite0")
+    with config.torch_threads(2):  # as the demo's attack_threads: the same files on any machine
+        out = advlib.attack("pgd", clf, advlib.load_images(photos))
+    for i in np.flatnonzero(out.success_saved):
+        store.save_image(out.adversarial[i], folder / "adversarial" / f"pgd_{Path(photos[i]).stem}.jpg", quality=100)
+
+
+def test_readme_scan_example_with_the_shipped_detector(tmp_path, monkeypatch):
+    """The README's example table is what the shipped detector says (top-1, score to 3 decimals, flag)."""
+    import re
+
+    monkeypatch.chdir(tmp_path)
+    make_scan_example(Path("scan_example"))
+    assert cli.main(["scan", "scan_example", "--out", "scan_example.csv", "--device", "cpu", "--quiet"]) == 0
+    got = {Path(r["path"]).relative_to("scan_example").as_posix(): r for r in _rows("scan_example.csv")}
+    text = (config.ROOT / "README.md").read_text()
+    section = text[text.index("## Scan a folder"):text.index("## Extending advlib")]
+    table = re.findall(r"^\| ((?:adversarial/)?\S+\.jpg) \| ([^|]+) \| ([0-9.]+) \| (True|False) \|", section, re.M)
+    assert len(table) == len(got) == 12
+    for path, name, score, flag in table:
+        row = got[path]
+        assert (row["top1_name"], f"{float(row['score']):.3f}", row["flag"]) == (name.strip(), score, flag), path
