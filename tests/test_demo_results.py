@@ -249,3 +249,27 @@ def test_what_agrees_with_the_paper():
     ft = paper.TABLE5[paper.TABLE5.detector.str.contains("fine-tuning") & paper.TABLE5.scenario.str.startswith("seen")]
     assert (ft.accuracy.min(), ft.accuracy.max()) == (99.49, 99.60)
     assert t5[t5.detector == "EfficientNet-Lite0 (fine-tuning)"].paper_accuracy_pct.isna().all()  # no counterpart
+
+
+def test_cheap_detection_claims():
+    """README "Cheap detection": the target met by the shipped configuration only; continuous
+    features above the paper's at every number of passes; the shipped detector is the demo's."""
+    t = _csv("detection_cost")
+    sel = t[t.selected.astype(bool)]
+    shipped = t[t.shipped.fillna(False).astype(bool)]
+    assert len(shipped) == 1 and shipped.feature.iloc[0] == "prob+shift" and shipped.passes.iloc[0] == 6
+    assert t[t.meets_target.fillna(False).astype(bool)].index.tolist() == shipped.index.tolist()
+    all38 = t[(t.feature == "diff") & (t.passes == 39)].iloc[0]
+    assert (_r(all38.accuracy_pct), _r(shipped.accuracy_pct.iloc[0])) == (84.5, 85.6)
+    assert sel.passes.max() <= 8 and len(sel) == 25
+    for kind in ("shift", "prob+shift"):  # higher AUC than the paper's diff feature at every size
+        for passes, g in t[t.feature == kind].groupby("passes"):
+            assert g.auc.iloc[0] > t[(t.feature == "diff") & (t.passes == passes)].auc.iloc[0], (kind, passes)
+    one_op = t[(t.feature == "shift") & (t.passes == 2)].iloc[0]
+    assert one_op.tpr_at_5fpr_pct > all38.tpr_at_5fpr_pct  # one operation beats all 38 at 5% FPR
+    squeeze = t[t.feature.str.startswith("feature squeezing")].iloc[0]
+    assert squeeze.passes == 4 and shipped.auc.iloc[0] > squeeze.auc
+    meta = json.loads((config.ROOT / "advlib" / "pretrained" / "efficientnet_lite0" / "detector.json").read_text())["meta"]
+    assert meta == json.loads((T / "detector_cheap.json").read_text())  # the committed detector is the demo run's
+    assert meta["feature"] == "prob+shift" and meta["passes"] == 6 and meta["run"] == "demo"
+    assert _r(100 * meta["oof"]["auc"]) == _r(100 * shipped.auc.iloc[0])
