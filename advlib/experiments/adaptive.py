@@ -120,21 +120,24 @@ def run_attack(name: str, classifier, images: torch.Tensor, labels: np.ndarray, 
 
 
 def shard(name: str, eps_levels: float, images: torch.Tensor, labels: np.ndarray, ids: list[str], d: Defences,
-          folder: Path, *, steps: int, eot: int, seed: int, batch_size: int) -> pd.DataFrame:
+          folder: Path, *, steps: int, eot: int, seed: int, batch_size: int, threads: int = 0) -> pd.DataFrame:
     """One (attack, budget) shard: attack, save each adversarial as JPEG quality 100 under
     ``folder``, re-check the paper's criterion from the file, judge it by every defence; one
-    row per image. Cached: the CSV (written last, atomically) marks the shard done."""
+    row per image. Cached: the CSV (written last, atomically) marks the shard done. ``threads``:
+    torch threads of the attack (0: torch's default; fixed, as the dataset's ``attack_threads``,
+    so that the adversarials do not depend on the machine's core count)."""
     from .. import attacks
     from ..dataset import read_table, save_dataset_image
     from ..store import pixel_sha256, write_csv
 
-    key = config.fingerprint(name, eps_levels, steps, eot, seed, [pixel_sha256(im) for im in images],
+    key = config.fingerprint(name, eps_levels, steps, eot, seed, threads, [pixel_sha256(im) for im in images],
                              np.asarray(labels).tolist(), d.key(), length=10)
     out = folder / name / f"eps{eps_levels:g}-{key}.csv"
     if out.exists():
         return read_table(out)
-    outcome = run_attack(name, d.classifier, images, labels, eps_levels, d, steps=steps, eot=eot, seed=seed,
-                         batch_size=batch_size) if name != "none" else None
+    with config.torch_threads(threads or None):
+        outcome = run_attack(name, d.classifier, images, labels, eps_levels, d, steps=steps, eot=eot, seed=seed,
+                             batch_size=batch_size) if name != "none" else None
     if outcome is None:
         files, pixels = [""] * len(images), images
         success = np.zeros(len(images), bool)
@@ -160,7 +163,8 @@ def shard(name: str, eps_levels: float, images: torch.Tensor, labels: np.ndarray
 
 def sweep(images: torch.Tensor, labels: np.ndarray, ids: list[str], d: Defences, folder: Path, *,
           eps_levels: list[float], attacks: list[str], surrogate_eps: list[float], steps: int, eot: int,
-          seed: int, batch_size: int, progress: bool = True, on_error: Callable | None = None) -> pd.DataFrame:
+          seed: int, batch_size: int, threads: int = 0, progress: bool = True,
+          on_error: Callable | None = None) -> pd.DataFrame:
     """Every attack of ``attacks`` at every budget of ``eps_levels`` (``detector_paper`` only at
     ``surrogate_eps``, it costs 39 passes per step), plus the normal images (``none``). Returns
     one row per (attack, budget, image). A failing shard is reported (``on_error(name, eps,
@@ -173,7 +177,7 @@ def sweep(images: torch.Tensor, labels: np.ndarray, ids: list[str], d: Defences,
     for name, eps in tqdm(jobs, desc="adaptive attacks", disable=not progress):
         try:
             parts.append(shard(name, eps, images, labels, ids, d, folder, steps=steps, eot=eot, seed=seed,
-                               batch_size=batch_size))
+                               batch_size=batch_size, threads=threads))
         except Exception as e:  # noqa: BLE001 - a failing shard must not stop the others
             failed.append((name, eps, repr(e)))
             (on_error or (lambda n, x, err: print(f"adaptive shard {n} eps {x} failed: {err!r}")))(name, eps, e)
