@@ -63,6 +63,7 @@ SCHEMA: dict[str, tuple[Any, str]] = {
     "adaptive_n": (int, "notebook 05: normal images attacked by the adaptive attacks (distinct photos, seeded)"),
     "adaptive_eps": (list[float], "notebook 05: L-inf budgets in 8-bit levels (e.g. [1, 2, 4, 8, 16])"),
     "adaptive_surrogate_eps": (list[float], "notebook 05: budgets of the surrogate attack on the all-38 detector (39 passes per step; [] = none)"),
+    "adaptive_kornia_eps": (list[float], "notebook 05: budgets of the EOT attack through kornia's differentiable JPEG (the BPDA one runs at every budget)"),
     "adaptive_steps": (int, "notebook 05: PGD steps of every adaptive attack"),
     "adaptive_eot": (int, "notebook 05: operations drawn per step by the EOT attack on the corrections"),
 }
@@ -73,7 +74,8 @@ CORPUS_NAMES = ["demo", "imagenet"]
 
 #: Keys a profile may leave out, with their defaults.
 OPTIONAL: dict[str, Any] = {"attack_options": {}, "detector_grids": {}, "adaptive_n": 8,
-                            "adaptive_eps": [1, 2, 4, 8, 16], "adaptive_surrogate_eps": [8], "adaptive_steps": 10,
+                            "adaptive_eps": [1, 2, 4, 8, 16], "adaptive_surrogate_eps": [8], "adaptive_kornia_eps": [1, 2],
+                            "adaptive_steps": 10,
                             "adaptive_eot": 3}
 
 #: Keys whose value is a path that must exist when set.

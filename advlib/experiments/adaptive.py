@@ -41,6 +41,7 @@ ATTACKS: dict[str, tuple[bool, str, str]] = {
     "pgd": (False, "-", "PGD on the top-5 margin, no knowledge of the defences (the non-adaptive baseline)"),
     "high_confidence": (True, "correction", "PGD with a 30-logit margin over the top-5 (the simplest adaptive attack)"),
     "eot_correction": (True, "correction", "EOT-PGD over the 26 JPEG and scaling operations, BPDA through JPEG"),
+    "eot_kornia": (True, "correction", "the same EOT-PGD through kornia's differentiable JPEG approximation"),
     "detector_cheap": (True, "cheap detector", "C&W-style PGD through the cheap detector (exact gradients, BPDA JPEG)"),
     "detector_paper": (True, "paper detector", "C&W-style PGD through a soft surrogate of the all-38 differences feature"),
 }
@@ -112,6 +113,8 @@ def run_attack(name: str, classifier, images: torch.Tensor, labels: np.ndarray, 
         return adaptive.attack_high_confidence(classifier, images, labels, eps, **kw)
     if name == "eot_correction":
         return adaptive.attack_correction(classifier, images, labels, eps, eot=eot, **kw)
+    if name == "eot_kornia":
+        return adaptive.attack_correction(classifier, images, labels, eps, eot=eot, jpeg="kornia", **kw)
     if name == "detector_cheap":
         return adaptive.attack_detector(classifier, d.cheap, images, labels, eps, **kw)
     if name == "detector_paper":
@@ -163,16 +166,18 @@ def shard(name: str, eps_levels: float, images: torch.Tensor, labels: np.ndarray
 
 def sweep(images: torch.Tensor, labels: np.ndarray, ids: list[str], d: Defences, folder: Path, *,
           eps_levels: list[float], attacks: list[str], surrogate_eps: list[float], steps: int, eot: int,
+          kornia_eps: list[float] | None = None,
           seed: int, batch_size: int, threads: int = 0, progress: bool = True,
           on_error: Callable | None = None) -> pd.DataFrame:
     """Every attack of ``attacks`` at every budget of ``eps_levels`` (``detector_paper`` only at
-    ``surrogate_eps``, it costs 39 passes per step), plus the normal images (``none``). Returns
+    ``surrogate_eps``, it costs 39 passes per step; ``eot_kornia`` only at ``kornia_eps``, None:
+    all), plus the normal images (``none``). Returns
     one row per (attack, budget, image). A failing shard is reported (``on_error(name, eps,
     exc)``, default print) and the others go on."""
     from tqdm.auto import tqdm
 
-    jobs = [("none", 0.0)] + [(a, e) for a in attacks for e in eps_levels
-                              if a != "detector_paper" or e in surrogate_eps]
+    only = {"detector_paper": surrogate_eps, "eot_kornia": eps_levels if kornia_eps is None else kornia_eps}
+    jobs = [("none", 0.0)] + [(a, e) for a in attacks for e in eps_levels if e in only.get(a, eps_levels)]
     parts, failed = [], []
     for name, eps in tqdm(jobs, desc="adaptive attacks", disable=not progress):
         try:

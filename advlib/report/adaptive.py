@@ -13,6 +13,7 @@ from .style import SavedFigure, save, styled
 _STYLE = {"pgd": dict(color="black", ls="--", marker="o"),
           "high_confidence": dict(color="tab:orange", marker="s"),
           "eot_correction": dict(color="tab:red", marker="^"),
+          "eot_kornia": dict(color="tab:brown", marker="v", ls="-."),
           "detector_cheap": dict(color="tab:purple", marker="D"),
           "detector_paper": dict(color="tab:green", marker="*", ms=10)}
 
