@@ -63,6 +63,7 @@ SCHEMA: dict[str, tuple[Any, str]] = {
     "adaptive_n": (int, "notebook 05: normal images attacked by the adaptive attacks (distinct photos, seeded)"),
     "adaptive_eps": (list[float], "notebook 05: L-inf budgets in 8-bit levels (e.g. [1, 2, 4, 8, 16])"),
     "adaptive_surrogate_eps": (list[float], "notebook 05: budgets of the surrogate attack on the all-38 detector (39 passes per step; [] = none)"),
+    "adaptive_surrogate_n": (int, "notebook 05: images of the surrogate attack on the all-38 detector (the first of the adaptive_n)"),
     "adaptive_kornia_eps": (list[float], "notebook 05: budgets of the EOT attack through kornia's differentiable JPEG (the BPDA one runs at every budget)"),
     "adaptive_steps": (int, "notebook 05: PGD steps of every adaptive attack"),
     "adaptive_eot": (int, "notebook 05: operations drawn per step by the EOT attack on the corrections"),
@@ -74,7 +75,8 @@ CORPUS_NAMES = ["demo", "imagenet"]
 
 #: Keys a profile may leave out, with their defaults.
 OPTIONAL: dict[str, Any] = {"attack_options": {}, "detector_grids": {}, "adaptive_n": 8,
-                            "adaptive_eps": [1, 2, 4, 8, 16], "adaptive_surrogate_eps": [8], "adaptive_kornia_eps": [1, 2],
+                            "adaptive_eps": [1, 2, 4, 8, 16], "adaptive_surrogate_eps": [8], "adaptive_surrogate_n": 4,
+                            "adaptive_kornia_eps": [1, 2],
                             "adaptive_steps": 10,
                             "adaptive_eot": 3}
 
@@ -358,6 +360,13 @@ def fingerprint(*parts: Any, length: int = 12) -> str:
 
     text = json.dumps(parts, sort_keys=True, default=str, separators=(",", ":"))
     return hashlib.sha256(text.encode()).hexdigest()[:length]
+
+
+def params_hash(params: dict[str, Any], ignore_prefix: str = "adaptive_") -> str:
+    """:func:`fingerprint` of a run's parameters, saved with what the run trains (detectors), so
+    that a saved model says which parameters made it. Keys starting with ``ignore_prefix`` (those
+    of notebook 05, which runs after the training) are left out."""
+    return fingerprint({k: v for k, v in params.items() if not k.startswith(ignore_prefix)})
 
 
 def run_name(params: dict[str, Any]) -> str:

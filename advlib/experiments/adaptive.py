@@ -70,7 +70,10 @@ class Defences:
 
     def key(self) -> str:
         """What a judgement depends on (the detectors' metadata and thresholds, the settings)."""
-        return config.fingerprint(self.paper.describe(), self.cheap.describe(), float(self.squeezing.threshold_),
+        def what(det) -> dict:  # the detector itself, not the name or parameters of the run that saved it
+            return {k: v for k, v in det.describe().items() if k not in ("run", "params_hash")}
+
+        return config.fingerprint(what(self.paper), what(self.cheap), float(self.squeezing.threshold_),
                                   self.heuristic_qfs, self.groups)
 
     def judge(self, images: torch.Tensor, labels: np.ndarray) -> dict[str, np.ndarray]:
@@ -166,12 +169,12 @@ def shard(name: str, eps_levels: float, images: torch.Tensor, labels: np.ndarray
 
 def sweep(images: torch.Tensor, labels: np.ndarray, ids: list[str], d: Defences, folder: Path, *,
           eps_levels: list[float], attacks: list[str], surrogate_eps: list[float], steps: int, eot: int,
-          kornia_eps: list[float] | None = None,
+          kornia_eps: list[float] | None = None, surrogate_n: int | None = None,
           seed: int, batch_size: int, threads: int = 0, progress: bool = True,
           on_error: Callable | None = None) -> pd.DataFrame:
     """Every attack of ``attacks`` at every budget of ``eps_levels`` (``detector_paper`` only at
-    ``surrogate_eps``, it costs 39 passes per step; ``eot_kornia`` only at ``kornia_eps``, None:
-    all), plus the normal images (``none``). Returns
+    ``surrogate_eps`` and on the first ``surrogate_n`` images (None: all), it costs 39 passes per
+    step; ``eot_kornia`` only at ``kornia_eps``, None: all), plus the normal images (``none``). Returns
     one row per (attack, budget, image). A failing shard is reported (``on_error(name, eps,
     exc)``, default print) and the others go on."""
     from tqdm.auto import tqdm
@@ -181,8 +184,9 @@ def sweep(images: torch.Tensor, labels: np.ndarray, ids: list[str], d: Defences,
     parts, failed = [], []
     for name, eps in tqdm(jobs, desc="adaptive attacks", disable=not progress):
         try:
-            parts.append(shard(name, eps, images, labels, ids, d, folder, steps=steps, eot=eot, seed=seed,
-                               batch_size=batch_size, threads=threads))
+            n = surrogate_n if name == "detector_paper" and surrogate_n else len(images)
+            parts.append(shard(name, eps, images[:n], labels[:n], ids[:n], d, folder, steps=steps, eot=eot,
+                               seed=seed, batch_size=batch_size, threads=threads))
         except Exception as e:  # noqa: BLE001 - a failing shard must not stop the others
             failed.append((name, eps, repr(e)))
             (on_error or (lambda n, x, err: print(f"adaptive shard {n} eps {x} failed: {err!r}")))(name, eps, e)
