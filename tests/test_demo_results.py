@@ -278,12 +278,14 @@ def test_cheap_detection_claims():
 def test_adaptive_attack_claims():
     """README "Adaptive attacks": where the corrections and the detectors break."""
     t = _csv("table_adaptive").set_index(["attack", "eps_levels"])
-    assert (t.n_images == 8).all() and t.loc[("none", 0.0), "defeats_label_correction_pct"] == 0
+    assert (t.drop(index=[("detector_paper", 8.0)]).n_images == 8).all() and t.loc[("detector_paper", 8.0), "n_images"] == 4
+    assert t.loc[("none", 0.0), "defeats_label_correction_pct"] == 0
     defeat = lambda a, e, d: _r(t.loc[(a, float(e)), f"defeats_{d}_pct"])  # noqa: E731
     # corrections: plain PGD needs 16/255 to defeat label correction on half the images, EOT-PGD 1/255
     assert [defeat("pgd", e, "label_correction") for e in (1, 2, 4, 8, 16)] == [0.0, 25.0, 37.5, 37.5, 75.0]
     assert [defeat("eot_correction", e, "label_correction") for e in (1, 2, 4, 8, 16)] == [50.0, 87.5, 100, 100, 100]
     assert defeat("high_confidence", 8, "label_correction") == 75.0
+    assert [defeat("eot_kornia", e, "label_correction") for e in (1, 2)] == [50.0, 87.5]  # as BPDA
     # the cheap detector stops plain PGD, not the attack through it
     assert [_r(t.loc[("pgd", float(e)), "cheap_detector_detects_pct"]) for e in (1, 2, 4, 8, 16)] == \
         [100, 100, 100, 87.5, 62.5]
@@ -296,4 +298,4 @@ def test_adaptive_attack_claims():
     assert tuple(b.loc["label_correction", ["breaks_adaptive", "breaks_non_adaptive"]]) == ("1/255", "16/255")
     assert tuple(b.loc["cheap_detector", ["breaks_adaptive", "breaks_non_adaptive"]]) == ("1/255", "never")
     corr = json.loads((T / "adaptive_surrogate_correlation.json").read_text())
-    assert round(corr["pearson"], 2) == 0.85
+    assert round(corr["pearson"], 2) == 0.84
