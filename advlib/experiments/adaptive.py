@@ -43,7 +43,8 @@ ATTACKS: dict[str, tuple[bool, str, str]] = {
     "eot_correction": (True, "correction", "EOT-PGD over the 26 JPEG and scaling operations, BPDA through JPEG"),
     "eot_kornia": (True, "correction", "the same EOT-PGD through kornia's differentiable JPEG approximation"),
     "detector_cheap": (True, "cheap detector", "C&W-style PGD through the cheap detector (exact gradients, BPDA JPEG)"),
-    "detector_paper": (True, "paper detector", "C&W-style PGD through a soft surrogate of the all-38 differences feature"),
+    "detector_paper": (True, "paper detector",
+                       "C&W-style PGD through a soft surrogate of the all-38 differences feature"),
 }
 
 #: Columns judged per image (bool): flagged by each detector, label restored by each correction.

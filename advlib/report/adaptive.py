@@ -71,5 +71,6 @@ def fig_adaptive_correction(table: pd.DataFrame, path: str | Path) -> SavedFigur
     over all attacked images, against the budget, per attack."""
     return _panels(table, path, [("success_saved_pct", "adversarial after saving (%)"),
                                  ("label_correction_accuracy_pct", "label correction: label in top-5 (%)"),
-                                 ("image_correction_accuracy_pct", "image correction (heuristic-min): label in top-5 (%)")],
+                                 ("image_correction_accuracy_pct",
+                                  "image correction (heuristic-min): label in top-5 (%)")],
                    "Correction under non-adaptive and adaptive attacks")
