@@ -256,9 +256,9 @@ def test_cheap_detection_claims():
     features above the paper's at every number of passes; the shipped detector is the demo's."""
     t = _csv("detection_cost")
     sel = t[t.selected.astype(bool)]
-    shipped = t[t.shipped.fillna(False).astype(bool)]
+    shipped = t[t.shipped.eq(True)]  # True / False, empty on the reference rows
     assert len(shipped) == 1 and shipped.feature.iloc[0] == "prob+shift" and shipped.passes.iloc[0] == 6
-    assert t[t.meets_target.fillna(False).astype(bool)].index.tolist() == shipped.index.tolist()
+    assert t[t.meets_target.eq(True)].index.tolist() == shipped.index.tolist()
     all38 = t[(t.feature == "diff") & (t.passes == 39)].iloc[0]
     assert (_r(all38.accuracy_pct), _r(shipped.accuracy_pct.iloc[0])) == (84.5, 85.6)
     assert sel.passes.max() <= 8 and len(sel) == 25
