@@ -733,11 +733,8 @@ def detector_features(detector: Any, x: torch.Tensor, *, logits0: torch.Tensor |
     logits0 = model(x).float() if logits0 is None else logits0.float()
     lo = _op_logits(model, x, list(detector.op_names), jpeg, checkpoint)
     if detector.feature in _features.CONTINUOUS_KINDS:
-        p0, p = logits0.softmax(1), lo.softmax(2)
-        top1 = logits0.detach().argmax(1)
-        prob = p.gather(2, top1.view(-1, 1, 1).expand(-1, lo.shape[1], 1))[..., 0]
-        shift = (p - p0[:, None]).abs().sum(2)
-        soft = _assemble(detector, None, torch.stack([prob, shift], 2))
+        stats = _features.softmax_stats(logits0.softmax(1), lo.softmax(2), logits0.detach().argmax(1))
+        soft = _assemble(detector, None, stats)
         return soft, soft.detach()
     ref = logits0.detach().topk(TOP_K, dim=1).indices
     same = (lo.detach().topk(TOP_K, dim=2).indices == ref[:, None, :]).float()

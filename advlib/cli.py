@@ -145,22 +145,14 @@ def find_images(paths: Sequence[str], exclude: Iterable[str | os.PathLike] = ())
     path, recursively. Paths are normalised (``os.path.normpath``), duplicates dropped; files
     under ``exclude`` (the report, the corrected copies) are left out. :class:`UsageError` names
     a PATH that does not exist."""
-    from .data import IMAGE_SUFFIXES
+    from .data import image_files
 
     skip = [Path(e).resolve() for e in exclude]
     found: dict[str, None] = {}
     for p in paths:
         if not os.path.exists(p):
             raise UsageError(f"no such file or folder: {p}")
-        if os.path.isdir(p):
-            files = []
-            for root, dirs, names in os.walk(p):
-                dirs[:] = sorted(d for d in dirs if not d.startswith("."))
-                files += [os.path.join(root, n) for n in names
-                          if not n.startswith(".") and Path(n).suffix.lower() in IMAGE_SUFFIXES]
-            files.sort()
-        else:
-            files = [p]
+        files = image_files(p) if os.path.isdir(p) else [p]
         for f in files:
             f = os.path.normpath(f)
             r = Path(f).resolve()

@@ -287,6 +287,17 @@ def demo_items(crops_per_photo: int = 4) -> list[Item]:
     return items
 
 
+def image_files(root: str | os.PathLike) -> list[str]:
+    """The image files under folder ``root``, recursively: suffixes of :data:`IMAGE_SUFFIXES`,
+    hidden files and folders skipped, sorted by path string."""
+    files = []
+    for folder, dirs, names in os.walk(root):
+        dirs[:] = sorted(d for d in dirs if not d.startswith("."))
+        files += [os.path.join(folder, n) for n in names
+                  if not n.startswith(".") and Path(n).suffix.lower() in IMAGE_SUFFIXES]
+    return sorted(files)
+
+
 def folder_items(root: str | os.PathLike) -> list[Item]:
     """The images of any folder (recursively, sorted), one item per file, each its own source
     photo, without ImageNet labels: the classifier's top-1 is the reference (``label_source``
@@ -294,7 +305,7 @@ def folder_items(root: str | os.PathLike) -> list[Item]:
     root = Path(root)
     if not root.is_dir():
         raise FileNotFoundError(f"image folder not found: {root}")
-    files = sorted(f for f in root.rglob("*") if f.is_file() and f.suffix.lower() in IMAGE_SUFFIXES)
+    files = [Path(f) for f in image_files(root)]
     ids = [f.relative_to(root).with_suffix("").as_posix().replace("/", "_") for f in files]
     return [Item(i, i, str(f), -1, "top1") for i, f in zip(ids, files)]
 

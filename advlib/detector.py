@@ -149,13 +149,17 @@ class Detector:
         paper's features, float64 for the continuous ones)."""
         return self._features_top5(images)[0]
 
+    def features_of(self, top5: Any, stats: Any = None) -> np.ndarray:
+        """The detector's input from outputs already computed over its operations: ``top5``
+        (N, 1 + n_ops, 5) and, for a continuous feature, ``stats`` (N, n_ops, 2)
+        (:func:`advlib.features.outputs_under_ops` with ``self.op_names``)."""
+        if self.feature in features.FEATURE_KINDS and self.group is not None:
+            return features.feature_matrix(top5, self.feature, self.group, self.op_names)
+        return features.subset_features(top5, stats, self.feature, range(len(self.op_names)))
+
     def _features_top5(self, images: Any) -> tuple[np.ndarray, np.ndarray]:
         top5, stats = self._outputs(images, self.feature not in features.FEATURE_KINDS)
-        if self.feature in features.FEATURE_KINDS and self.group is not None:
-            X = features.feature_matrix(top5, self.feature, self.group, self.op_names)
-        else:
-            X = features.subset_features(top5, stats, self.feature, range(len(self.op_names)))
-        return X, np.asarray(top5[:, 0])
+        return self.features_of(top5, stats), np.asarray(top5[:, 0])
 
     # ------------------------------------------------------------------ learning
     def fit(self, images: Any, is_adversarial: Sequence[bool] | np.ndarray) -> "Detector":
@@ -165,14 +169,9 @@ class Detector:
         y = np.asarray(is_adversarial).astype(bool)
         if y.shape != (len(x),):
             raise ValueError(f"is_adversarial must have one entry per image ({len(x)}), got shape {y.shape}")
-        if len(np.unique(y)) < 2:
+        if len(np.unique(y)) < 2:  # checked before the classifier passes
             raise ValueError("is_adversarial must hold both normal (False) and adversarial (True) images")
-        est = detect.make_detector(self.estimator) if isinstance(self.estimator, str) else self.estimator
-        est.fit(self.features(x), y.astype(np.int64))
-        self.estimator_ = est
-        self.meta = {"n_train": int(len(y)), "n_train_adversarial": int(y.sum()),
-                     "training_data_sha256": data_sha256(x, y)}
-        return self
+        return self.fit_features(self.features(x), y, training_data_sha256=data_sha256(x, y))
 
     def fit_features(self, X: np.ndarray, is_adversarial: Sequence[bool] | np.ndarray, **meta: Any) -> "Detector":
         """Fit the estimator on precomputed features ``X`` (N, d) (:meth:`features` of the

@@ -128,10 +128,17 @@ def _classify_groups(model: nn.Module, groups: dict, n_images: int, n_cols: int,
             probs[:, cols] = p.view(len(cols), n_images, -1).transpose(0, 1)
     if not stats:
         return out, None
-    ref, after = probs[:, 0], probs[:, 1:]
-    own = after.gather(2, out[:, 0, 0].view(-1, 1, 1).expand(-1, n_cols - 1, 1)).squeeze(2)
+    return out, softmax_stats(probs[:, 0], probs[:, 1:], out[:, 0, 0])
+
+
+def softmax_stats(ref: torch.Tensor, after: torch.Tensor, top1: torch.Tensor) -> torch.Tensor:
+    """:data:`STATS` of each operation: ``ref`` (N, C) softmax of the image, ``after`` (N, n_ops, C)
+    softmax under each operation, ``top1`` (N,) the image's top-1 label -> (N, n_ops, 2): the
+    probability of ``top1`` after the operation and the L1 distance ``|after - ref|``.
+    Differentiable (:mod:`advlib.adaptive` uses it on the attack's graph)."""
+    own = after.gather(2, top1.view(-1, 1, 1).expand(-1, after.shape[1], 1)).squeeze(2)
     shift = (after - ref[:, None]).abs().sum(2)
-    return out, torch.stack([own, shift], dim=2)
+    return torch.stack([own, shift], dim=2)
 
 
 def _top5_chunk(model: nn.Module, images: torch.Tensor, ops: list[str], batch_size: int,

@@ -39,7 +39,7 @@ class InputsMissing(FileNotFoundError):
 
 
 def notebook_paths(notebooks: list[str] | None = None) -> list[Path]:
-    """The notebooks to run, ``notebooks/<name>.ipynb`` (default: all four in paper order);
+    """The notebooks to run, ``notebooks/<name>.ipynb`` (default: all five in paper order);
     ``FileNotFoundError`` naming every one that does not exist."""
     paths = [config.ROOT / "notebooks" / f"{Path(n).stem}.ipynb" for n in notebooks or NOTEBOOKS]
     missing = [str(p) for p in paths if not p.exists()]
@@ -80,10 +80,8 @@ def _weights_line(name: str) -> tuple[Path | None, str]:
 def _raw_cnn_line(arch: str) -> tuple[Path | None, str]:
     """As :func:`_weights_line`, for a raw-image CNN baseline of ``raw_cnn_archs`` (fine-tuned
     from ImageNet weights: resnet50, xception; efficientnet_lite0 uses the classifier's)."""
-    if arch == "efficientnet_lite0":
+    if arch in ("efficientnet_lite0", "resnet50"):  # the classifiers' own ImageNet weights
         return _weights_line(arch)
-    if arch == "resnet50":
-        return _weights_line("resnet50")
     if arch != "xception":
         return None, ""  # validated elsewhere
     from .detect.raw_cnn import pretrained_weights

@@ -34,6 +34,7 @@ import pandas as pd
 import torch
 
 from .. import config
+from ..detect import detector_scores
 
 #: The attacks of the sweep: name -> (adaptive?, what it targets, description).
 ATTACKS: dict[str, tuple[bool, str, str]] = {
@@ -87,9 +88,8 @@ class Defences:
         top5 = np.asarray(features.top5_under_ops(self.classifier, images, names, batch_size=self.batch_size,
                                                   workers=self.workers, progress=False))
         after = top5[:, 1:]
-        paper_x = features.feature_matrix(top5, self.paper.feature, self.paper.group, names)
-        from ..detect import detector_scores
-
+        cols = [0] + [1 + names.index(n) for n in self.paper.op_names]  # the paper detector's passes
+        paper_x = self.paper.features_of(top5[:, cols])
         paper_flag = detector_scores(self.paper._fitted(), paper_x) >= self.paper.threshold
         voted, s_qf, _ = correct.heuristic_steps(after, names, self.heuristic_qfs, groups=self.groups)
         qf = correct.choose_qf(s_qf, "min", fallback_qf=min(self.heuristic_qfs))
