@@ -42,6 +42,8 @@ SCHEMA: dict[str, tuple[Any, str]] = {
     "batch_size": (int, "classifier batch size (0 = auto: 4 on CPU, where small batches run fastest, 128 on GPU)"),
     "workers": (int, "CPU worker threads for the 38 operations (0 = inline)"),
     "attack_threads": (int, "torch threads while building the dataset (0 = torch's default, one per core): fixed, the attacks' results do not depend on the machine's core count"),
+    "threads": (int, "torch threads of every notebook (0 = one per core; env ADVLIB_THREADS overrides): fixed, the numbers do not depend on the core count"),
+    "numerics": (str, "'pinned' (every library's AVX2 code path on x86-64: the same numbers on any x86 CPU; advlib.runtime) or 'native' (fastest; env ADVLIB_NUMERICS overrides)"),
     "ops": (Union[list[str], None], "operation names (null = all 38)"),
     "detectors": (Union[list[str], dict], "names from advlib.detect.DETECTORS, or a mapping name -> {grid: {param: [values]}} (null: advlib.detect.PARAM_GRIDS)"),
     "detector_grids": (dict, "optional, dev-set grids {name: {param: [values]}} (or give them in 'detectors')"),
@@ -74,7 +76,8 @@ SCHEMA: dict[str, tuple[Any, str]] = {
 CORPUS_NAMES = ["demo", "imagenet"]
 
 #: Keys a profile may leave out, with their defaults.
-OPTIONAL: dict[str, Any] = {"attack_options": {}, "detector_grids": {}, "adaptive_n": 8,
+OPTIONAL: dict[str, Any] = {"attack_options": {}, "detector_grids": {}, "threads": 0, "numerics": "pinned",
+                            "adaptive_n": 8,
                             "adaptive_eps": [1, 2, 4, 8, 16], "adaptive_surrogate_eps": [8], "adaptive_surrogate_n": 4,
                             "adaptive_kornia_eps": [1, 2],
                             "adaptive_steps": 10,
@@ -229,6 +232,10 @@ def validate(params: dict[str, Any], source: str = "<parameters>") -> dict[str, 
         raise ProfileError(f"{source}: key 'target_fpr' must be in (0, 1)")
     if out["format_check_n"] < 0:
         raise ProfileError(f"{source}: key 'format_check_n' must be >= 0 (0 = all)")
+    if out["numerics"] not in ("pinned", "native"):
+        raise ProfileError(f"{source}: key 'numerics' must be 'pinned' or 'native', got {out['numerics']!r}")
+    if out["threads"] < 0:
+        raise ProfileError(f"{source}: key 'threads' must be >= 0 (0 = one per core)")
     if out["attack_threads"] < 0:
         raise ProfileError(f"{source}: key 'attack_threads' must be >= 0 (0 = torch's default)")
     if out["batch_size"] < 0:

@@ -48,7 +48,7 @@ import pandas as pd
 import torch
 from tqdm.auto import tqdm
 
-from . import config, data, models
+from . import config, data, models, runtime
 from .store import as_saved, image_format, pixel_sha256, save_image, write_csv
 
 SPLITS = ("train", "dev", "eval")
@@ -172,8 +172,9 @@ def candidate_items(spec: DatasetSpec) -> list[data.Item]:
 
 def normal_key(spec: DatasetSpec, classifier: str) -> str:
     """The key of a classifier's normal images: a hash of :data:`NORMAL_KEYS`, the resolved
-    device, the classifier and :data:`VERSION` (what the selection depends on)."""
-    return config.fingerprint(VERSION, classifier, config.resolve_device(spec.device),
+    device, the numerics (:func:`advlib.runtime.numerics_id`), the classifier and :data:`VERSION`
+    (what the selection depends on)."""
+    return config.fingerprint(VERSION, classifier, config.resolve_device(spec.device), runtime.numerics_id(),
                               {k: getattr(spec, k) for k in NORMAL_KEYS})
 
 
@@ -254,11 +255,12 @@ def assign_attacks(n_images: int, attacks: list[str], per_image: int) -> list[li
 def shard_key(spec: DatasetSpec, classifier: str, attack: str, chunk: int, normal: pd.DataFrame) -> str:
     """The key of one shard: a hash of what its result depends on: its images (ids, pixel
     hashes, labels, top-1), the attack and its options, the file format, the seed, the batch
-    size, ``attack_threads``, the resolved device and :data:`VERSION`. ``normal``: the shard's rows of the normal table."""
+    size, ``attack_threads``, the resolved device, the numerics (:func:`advlib.runtime.numerics_id`)
+    and :data:`VERSION`. ``normal``: the shard's rows of the normal table."""
     images = normal[["image_id", "sha256", "label", "top1"]].astype(str).to_numpy().tolist()
     return config.fingerprint(VERSION, classifier, attack, chunk, images, spec.attack_options.get(attack, {}),
                               spec.save_format, spec.seed, spec.batch_size, spec.attack_threads,
-                              config.resolve_device(spec.device))
+                              config.resolve_device(spec.device), runtime.numerics_id())
 
 
 def plan_shards(spec: DatasetSpec, normal: pd.DataFrame, classifier: str) -> list[Shard]:

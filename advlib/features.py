@@ -150,10 +150,15 @@ def _top5_chunk(model: nn.Module, images: torch.Tensor, ops: list[str], batch_si
     return _classify_groups(model, groups, len(images), 1 + len(ops), batch_size, stats)
 
 
-def _cache_folder(cache_dir: str | os.PathLike, classifier: str, ops: list[str]) -> Path:
+def _cache_folder(cache_dir: str | os.PathLike, classifier: str, ops: list[str], batch_size: int) -> Path:
+    """Where the top-5 of ``classifier`` under ``ops`` are cached: keyed by what the float32
+    outputs depend on besides the pixels: the operations (and :data:`advlib.ops.VERSION`), the
+    numerics (:func:`advlib.runtime.numerics_id`), the torch thread count and the batch size."""
     from .ops import VERSION
+    from .runtime import numerics_id
 
-    digest = hashlib.sha256(f"v{VERSION}:{','.join(ops)}".encode()).hexdigest()[:16]
+    what = f"v{VERSION}:{','.join(ops)}:{numerics_id()}:t{torch.get_num_threads()}:b{batch_size}"
+    digest = hashlib.sha256(what.encode()).hexdigest()[:16]
     return Path(cache_dir) / "top5" / classifier / f"ops-{len(ops)}-{digest}"
 
 
@@ -225,7 +230,7 @@ def outputs_under_ops(model: nn.Module, images: torch.Tensor, ops: list[str] | N
         classifier = classifier or getattr(model, "name", None)
         if not classifier:
             raise ValueError("cache_dir needs the classifier's name: pass classifier='...'")
-        folder = _cache_folder(cache_dir, classifier, names)
+        folder = _cache_folder(cache_dir, classifier, names, batch_size)
         rows, stat_rows = _load_cache(folder, names)
 
     todo, seen = [], set()

@@ -137,8 +137,10 @@ def shard(name: str, eps_levels: float, images: torch.Tensor, labels: np.ndarray
     from ..dataset import read_table, save_dataset_image
     from ..store import pixel_sha256, write_csv
 
+    from ..runtime import numerics_id
+
     key = config.fingerprint(name, eps_levels, steps, eot, seed, threads, [pixel_sha256(im) for im in images],
-                             np.asarray(labels).tolist(), d.key(), length=10)
+                             np.asarray(labels).tolist(), d.key(), numerics_id(), length=10)
     out = folder / name / f"eps{eps_levels:g}-{key}.csv"
     if out.exists():
         return read_table(out)

@@ -1,0 +1,35 @@
+"""The first cell of every notebook: :func:`setup` (profile, numerics, folders, display options)."""
+
+from __future__ import annotations
+
+import warnings
+from pathlib import Path
+from typing import Any
+
+from . import config, runtime
+
+
+def setup(profile: str, overrides: dict[str, Any] | None = None, *, display_columns: int = 30
+          ) -> tuple[dict[str, Any], dict[str, Path], str]:
+    """Load the profile, pin the numerics, create the run's folders: returns ``(P, DIRS, DEVICE)``.
+
+    In this order, because the numerics must be set before torch and numpy initialise
+    (:func:`advlib.runtime.pin_numerics`): the profile is read and validated without importing
+    anything heavy, then the profile's ``numerics`` and ``threads`` are applied, then its
+    component names are checked against the registries (which imports torch and Foolbox).
+    ``P``: the parameters (:func:`advlib.config.load_profile`); ``DIRS``: the run's folders
+    (:func:`advlib.config.out_dirs`); ``DEVICE``: ``cpu`` or ``cuda``. Prints one line: profile,
+    classifiers, device, numerics.
+    """
+    params = config.load_profile(profile, check=False, **(overrides or {}))
+    numerics = runtime.pin_numerics(params["numerics"], params["threads"])
+    config.check_components(params, str(config.profile_path(profile)))
+    warnings.filterwarnings("ignore", category=UserWarning)
+    import pandas as pd
+
+    pd.set_option("display.width", 200, "display.max_columns", display_columns)
+    dirs = config.out_dirs(params)
+    device = config.resolve_device(params["device"])
+    print(f"profile {params['profile']} (run {config.run_name(params)}), classifiers {', '.join(params['classifiers'])}, "
+          f"device {device}; {numerics.describe()}")
+    return params, dirs, device
