@@ -43,6 +43,7 @@ SCHEMA: dict[str, tuple[Any, str]] = {
     "workers": (int, "CPU worker threads for the 38 operations (0 = inline)"),
     "attack_threads": (int, "torch threads while building the dataset (0 = torch's default, one per core): fixed, the attacks' results do not depend on the machine's core count"),
     "threads": (int, "torch threads of every notebook (0 = one per core; env ADVLIB_THREADS overrides): fixed, the numbers do not depend on the core count"),
+    "strict_reference": (bool, "optional: a table beyond the measured tolerance of tests/reference/<profile>/ fails the run (smoke: true; else reported; env ADVLIB_STRICT overrides)"),
     "numerics": (str, "'pinned' (every library's AVX2 code path on x86-64: the same numbers on any x86 CPU; advlib.runtime) or 'native' (fastest; env ADVLIB_NUMERICS overrides)"),
     "ops": (Union[list[str], None], "operation names (null = all 38)"),
     "detectors": (Union[list[str], dict], "names from advlib.detect.DETECTORS, or a mapping name -> {grid: {param: [values]}} (null: advlib.detect.PARAM_GRIDS)"),
@@ -77,6 +78,7 @@ CORPUS_NAMES = ["demo", "imagenet"]
 
 #: Keys a profile may leave out, with their defaults.
 OPTIONAL: dict[str, Any] = {"attack_options": {}, "detector_grids": {}, "threads": 0, "numerics": "pinned",
+                            "strict_reference": False,
                             "adaptive_n": 8,
                             "adaptive_eps": [1, 2, 4, 8, 16], "adaptive_surrogate_eps": [8], "adaptive_surrogate_n": 4,
                             "adaptive_kornia_eps": [1, 2],

@@ -426,63 +426,6 @@ def table1(attacked: pd.DataFrame, attack_order: list[str]) -> pd.DataFrame:
     return t[TABLE1_COLUMNS]
 
 
-#: The counts of Table 1 that must reproduce on another machine.
-TABLE1_COUNTS = ["attacked", "success_raw", "success_rounded", "success_saved"]
-
-#: How far a Table 1 count may move between machines: ``|ours - reference| <= max(abs, rel *
-#: attacked)`` per attack and count. Boundary cases (an image just across the top-5 boundary
-#: after rounding and JPEG) flip with the tiny floating-point differences between CPU
-#: instruction sets, thread counts and library builds; README "Reproducibility" gives the
-#: measured spread this tolerance covers.
-TABLE1_TOLERANCE = {"abs": 2, "rel": 0.10}
-
-
-def reference_table1_path(profile: str) -> Path:
-    """The committed reference Table 1 of a profile (``tests/reference/<profile>/``)."""
-    return config.ROOT / "tests" / "reference" / profile / "table1_attack_success.csv"
-
-
-def compare_table1(ours: pd.DataFrame, reference: pd.DataFrame, tolerance: dict | None = None) -> pd.DataFrame:
-    """One row per (classifier, attack, count) of :data:`TABLE1_COUNTS`: ``ours``,
-    ``reference``, ``diff``, ``allowed`` (:data:`TABLE1_TOLERANCE`) and ``ok``. An attack
-    missing from either table is a difference that is never ok."""
-    tol = tolerance or TABLE1_TOLERANCE
-    keys = ["classifier", "attack"]
-    m = ours[keys + TABLE1_COUNTS].merge(reference[keys + TABLE1_COUNTS], on=keys, how="outer",
-                                         suffixes=("_ours", "_ref"))
-    rows = []
-    for _, r in m.iterrows():
-        n = max(r["attacked_ours"], r["attacked_ref"])
-        allowed = max(tol["abs"], tol["rel"] * n) if n == n else 0
-        for c in TABLE1_COUNTS:
-            a, b = r[f"{c}_ours"], r[f"{c}_ref"]
-            diff = abs(a - b) if a == a and b == b else np.nan
-            rows.append({"classifier": r["classifier"], "attack": r["attack"], "count": c, "ours": a, "reference": b,
-                         "diff": diff, "allowed": allowed, "ok": bool(diff == diff and diff <= allowed)})
-    return pd.DataFrame(rows)
-
-
-def check_table1_reference(t1: pd.DataFrame, spec: DatasetSpec) -> str:
-    """Compare a run's Table 1 with its profile's committed reference (:func:`reference_table1_path`)
-    within :data:`TABLE1_TOLERANCE`; raise ``AssertionError`` listing the counts beyond it.
-    Returns a one-line summary (also when there is nothing to compare with: parameters that
-    differ from the profile's file, or no reference for the profile)."""
-    if spec.run != spec.profile:
-        return "Table 1: parameters differ from the profile's file, no reference to compare with"
-    path = reference_table1_path(spec.profile)
-    if not path.exists():
-        return f"Table 1: no reference for profile '{spec.profile}' ({path})"
-    cmp = compare_table1(t1, read_table(path))
-    where = path.relative_to(config.ROOT) if path.is_relative_to(config.ROOT) else path
-    bad = cmp[~cmp["ok"]]
-    if len(bad):
-        raise AssertionError(f"Table 1 differs from {where} beyond the tolerance {TABLE1_TOLERANCE}:\n"
-                             f"{bad.to_string(index=False)}\n(if a code change moved the numbers on purpose, "
-                             f"bump dataset.VERSION and copy the new table to {where})")
-    return (f"Table 1 matches {where} within the tolerance {TABLE1_TOLERANCE}: {int((cmp['diff'] == 0).sum())} "
-            f"of {len(cmp)} counts identical, largest difference {int(cmp['diff'].max())}")
-
-
 # --------------------------------------------------------------------------- driver
 
 def _concat(paths: list[Path], columns: list[str] | None = None) -> pd.DataFrame:

@@ -58,8 +58,8 @@ def _numpy_avx512_features() -> str:
 PINNED_ENV: dict[str, str] = {
     "ONEDNN_MAX_CPU_ISA": "AVX2",         # oneDNN: the classifier's convolutions
     "ATEN_CPU_CAPABILITY": "avx2",        # ATen's vectorised kernels (batch norm, activations, pooling)
-    "MKL_CBWR": "AVX2",                   # MKL's conditional numerical reproducibility: its AVX2 branch
-    "MKL_ENABLE_INSTRUCTIONS": "AVX2",    # (sgemm of the last layer; on AMD CPUs MKL picks it anyway)
+    "MKL_CBWR": "COMPATIBLE,STRICT",      # MKL's sgemm (the classifier's last layer): its one branch that
+                                          # gives the same bits on Intel and AMD CPUs (SSE2; the layer is small)
     "OPENBLAS_CORETYPE": "Haswell",       # numpy's and scipy's OpenBLAS: its AVX2 kernels (scikit-learn)
     "NPY_DISABLE_CPU_FEATURES": _numpy_avx512_features(),  # numpy's own SIMD loops: at most AVX2
 }
@@ -191,6 +191,8 @@ def pin_numerics(mode: str | None = "pinned", threads: int | None = None, *, qui
             result.problems += _check_pinned()
             result.in_effect = "pinned" if not result.problems else "native"
     if n is not None:
+        if result.in_effect == "pinned" or asked == "pinned":
+            os.environ["OPENBLAS_NUM_THREADS"] = str(n)  # numpy's BLAS, read when numpy loads
         import torch
 
         torch.set_num_threads(n)
