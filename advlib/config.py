@@ -319,6 +319,16 @@ def profile_path(name_or_path: str | os.PathLike) -> Path:
     return PARAMS_DIR / f"{name_or_path}.yaml"
 
 
+def read_raw(name_or_path: str | os.PathLike, overrides: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The profile file's mapping with ``overrides`` applied, unvalidated and without importing
+    anything ({} when the file is missing or not a mapping: :func:`load_profile` reports that)."""
+    try:
+        raw = yaml.safe_load(profile_path(name_or_path).read_text())
+    except (OSError, yaml.YAMLError):
+        return {}
+    return {**raw, **(overrides or {})} if isinstance(raw, dict) else {}
+
+
 def load_profile(name_or_path: str | os.PathLike, *, check: bool = True, **overrides: Any) -> dict[str, Any]:
     """Read and validate a profile by name (``smoke``, ``demo``, ``paper``) or path.
 

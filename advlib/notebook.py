@@ -21,8 +21,10 @@ def setup(profile: str, overrides: dict[str, Any] | None = None, *, display_colu
     (:func:`advlib.config.out_dirs`); ``DEVICE``: ``cpu`` or ``cuda``. Prints one line: profile,
     classifiers, device, numerics.
     """
+    raw = config.read_raw(profile, overrides)  # the YAML only: loading the profile imports torch (auto batch size)
+    numerics = runtime.pin_numerics(raw.get("numerics", config.OPTIONAL["numerics"]),
+                                    raw.get("threads", config.OPTIONAL["threads"]))
     params = config.load_profile(profile, check=False, **(overrides or {}))
-    numerics = runtime.pin_numerics(params["numerics"], params["threads"])
     config.check_components(params, str(config.profile_path(profile)))
     warnings.filterwarnings("ignore", category=UserWarning)
     import pandas as pd

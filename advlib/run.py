@@ -48,17 +48,6 @@ def notebook_paths(notebooks: list[str] | None = None) -> list[Path]:
     return paths
 
 
-def _raw_profile(profile: str, overrides: dict[str, Any]) -> dict[str, Any]:
-    """The profile file's mapping with ``overrides`` applied, unvalidated ({} when unreadable:
-    :func:`advlib.config.load_profile` reports that)."""
-    path = config.profile_path(profile)
-    try:
-        raw = yaml.safe_load(path.read_text())
-    except (OSError, yaml.YAMLError):
-        return {}
-    return {**raw, **overrides} if isinstance(raw, dict) else {}
-
-
 def _weights_line(name: str) -> tuple[Path | None, str]:
     """(weights file, '' if present else one short line saying what is missing) of classifier ``name``."""
     from . import models
@@ -98,7 +87,7 @@ def missing_inputs(profile: str, overrides: dict[str, Any] | None = None) -> lis
     every classifier (``classifiers``) and raw-image CNN (``raw_cnn_archs``), and for corpus
     ``imagenet`` the ImageNet folder (``imagenet_dir`` or ``$ADVLIB_IMAGENET_DIR``) and label
     file. Loads no model (only file paths are looked up). [] when all are there."""
-    raw = _raw_profile(profile, dict(overrides or {}))
+    raw = config.read_raw(profile, overrides)
     lines: dict[str, str] = {}  # keyed by the missing file, so a file needed twice is named once
     checks = [(_weights_line, c) for c in raw.get("classifiers") or [] if isinstance(c, str)]
     checks += [(_raw_cnn_line, a) for a in raw.get("raw_cnn_archs") or [] if isinstance(a, str)]
@@ -149,6 +138,9 @@ def run(profile: str, notebooks: list[str] | None = None, overrides: dict[str, A
     sources = notebook_paths(notebooks)
     check_inputs(profile, overrides)
     params = config.load_profile(profile, **overrides)
+    from . import runtime
+
+    os.environ.update(runtime.environment(params["numerics"], params["threads"]))  # the kernels start pinned
     out_dir = config.ROOT / "build" / config.run_name(params)
     out_dir.mkdir(parents=True, exist_ok=True)
     done = []

@@ -170,6 +170,17 @@ def resolve_threads(threads: int | None = None) -> int | None:
     return n or None
 
 
+def environment(mode: str | None = "pinned", threads: int | None = None) -> dict[str, str]:
+    """The environment variables a child process (a notebook kernel, a submitit job) needs to start
+    with ``mode``'s numerics and ``threads``: :data:`PINNED_ENV` for ``pinned`` on x86-64, and
+    the thread counts; {} for ``native`` with default threads. Changes nothing."""
+    env = {k: v for k, v in PINNED_ENV.items() if v} if resolve_numerics(mode) == "pinned" and is_x86() else {}
+    n = resolve_threads(threads)
+    if n is not None:
+        env.update({"OPENBLAS_NUM_THREADS": str(n), THREADS_ENV: str(n)})
+    return env
+
+
 def pin_numerics(mode: str | None = "pinned", threads: int | None = None, *, quiet: bool = False) -> Numerics:
     """Apply a numerics mode (:data:`NUMERICS`; ``ADVLIB_NUMERICS`` overrides it) and a torch
     thread count (``ADVLIB_THREADS`` overrides it; 0/None: unchanged) to this process.
