@@ -472,19 +472,39 @@ def cmd_reproduce(argv: Sequence[str]) -> int:
                     "build/<run>/.\nBefore the first notebook the profile and its inputs (classifier weights, "
                     "ImageNet folder) are checked\nand everything missing is named; each notebook shows a progress "
                     "bar of its cells.",
-        epilog="exit status: 0 done, 1 a notebook failed (its cell's error is printed), 2 bad profile or missing inputs")
+        epilog="At the end every compared table is checked against tests/reference/<profile>/ (tables/<run>/"
+               "reproducibility.csv) and the README's statements on the new tables (tables/<run>/claims.csv).\n"
+               "exit status: 0 done, 1 a notebook failed (its cell's error is printed) or --strict and a table beyond "
+               "its tolerance, 2 bad profile or missing inputs")
     p.add_argument("profile", nargs="?", default="demo", help="a name of params/ (smoke, demo, paper) or a YAML file "
                    "(default demo)")
     p.add_argument("notebooks", nargs="*", metavar="NOTEBOOK", help=f"default: all ({', '.join(run.NOTEBOOKS)})")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="override a profile key (value read as YAML), e.g. --set attacks_per_image=1")
-    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.add_argument("--strict", action="store_true",
+                   help="a table beyond the measured tolerance of its reference (tests/reference/<profile>/) fails "
+                        "the run (default: reported in the end summary; the smoke profile is always strict)")
+    p.add_argument("--numerics", choices=["pinned", "native"],
+                   help="CPU numerics (default: the profile's, pinned: every library's AVX2 path, the same numbers on "
+                        "any x86 CPU; native: fastest)")
+    p.add_argument("--threads", type=int, metavar="N", help="torch threads of every notebook (default: the profile's "
+                   "threads; 0 = one per core)")
+    p.add_argument("--no-progress", action="store_true", help="no status line")
     args = p.parse_intermixed_args(argv)
     try:
         overrides = dict(run.parse_set(kv) for kv in args.set)
     except ValueError as e:
         p.error(str(e))
-    return run.reproduce(args.profile, args.notebooks or None, overrides, progress=not args.no_progress)
+    from .runtime import NUMERICS_ENV, THREADS_ENV
+
+    if args.numerics:
+        os.environ[NUMERICS_ENV] = args.numerics
+    if args.threads is not None:
+        if args.threads < 0:
+            p.error(f"--threads must be >= 0 (0 = one per core), got {args.threads}")
+        os.environ[THREADS_ENV] = str(args.threads)
+    return run.reproduce(args.profile, args.notebooks or None, overrides, progress=not args.no_progress,
+                         strict=args.strict)
 
 
 def cmd_check_profile(argv: Sequence[str]) -> int:

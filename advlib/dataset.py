@@ -46,7 +46,6 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import torch
-from tqdm.auto import tqdm
 
 from . import config, data, models, runtime
 from .store import as_saved, image_format, pixel_sha256, save_image, write_csv
@@ -456,13 +455,13 @@ def build(spec: DatasetSpec, executor: Any = None, progress: bool = True) -> dic
     print(f"{len(shards)} shards, {len(shards) - len(todo)} already done, {len(todo)} to run")
     if executor is not None:
         jobs = [(s, executor.submit(run_shard, spec, s)) for s in todo]
-        for s, job in tqdm(jobs, desc="shards", disable=not progress):
+        for s, job in runtime.progress(jobs, desc="attack shards", disable=not progress):
             try:
                 job.result()
             except Exception as e:  # noqa: BLE001 - a failed shard must not stop the others
                 failures.append({"shard": str(s.path(root).relative_to(root)), "error": repr(e)})
     else:
-        for s in tqdm(todo, desc="shards", disable=not progress):
+        for s in runtime.progress(todo, desc="attack shards", disable=not progress):
             try:
                 run_shard(spec, s, loaded[s.classifier])
             except Exception as e:  # noqa: BLE001 - a failed shard must not stop the others

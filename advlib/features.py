@@ -239,9 +239,9 @@ def outputs_under_ops(model: nn.Module, images: torch.Tensor, ops: list[str] | N
             todo.append(i)
             seen.add(h)
 
-    from tqdm.auto import tqdm
+    from .runtime import progress as progress_bar
 
-    bar = tqdm(total=len(todo), desc="top-5 under operations", unit="img", disable=not progress)
+    bar = progress_bar(total=len(todo), desc="top-5 under operations", unit="img", disable=not progress)
     chunk = min(batch_size, len(todo))  # one set of version buffers, reused by every full chunk
     buffers = _version_buffers(chunk, *images.shape[2:], names, device) if todo else None
     chunks = [todo[start:start + batch_size] for start in range(0, len(todo), batch_size)]

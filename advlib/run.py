@@ -6,20 +6,27 @@ files of its classifiers and raw-image CNNs, the ImageNet folder of corpus ``ima
 everything missing is named in one message; then the profile is validated (a bad key stops
 here, naming the key and the file). Each notebook then runs in paper order with ``profile``
 (and ``overrides``, from ``--set``, values read as YAML) injected into its ``parameters`` cell;
-the notebook calls ``config.load_profile(profile, **overrides)``. A progress bar counts the
-cells done with the elapsed time; a failing cell is reported by its error message (the full
-traceback stays in the executed copy). Executed copies go to ``build/<run>/`` (``<run>``: the
+the notebook calls ``advlib.notebook.setup(profile, overrides)``. A status line shows the
+current notebook, its cells, the loop it is in (attack shards, images, folds: the library's
+:func:`advlib.runtime.progress` bars report to ``build/<run>/progress.json``) and an estimate
+of the time left; a failing cell is reported by its error message (the full traceback stays in
+the executed copy). At the end, every table is compared with its reference
+(:func:`advlib.reproducibility.check`: ``tables/<run>/reproducibility.csv``) and the README's
+statements are checked on the new tables (:mod:`advlib.claims`: ``tables/<run>/claims.csv``);
+a difference beyond the tolerance is reported, not fatal, unless ``--strict``. Executed copies go to ``build/<run>/`` (``<run>``: the
 profile's name, or ``<profile>-<hash>`` with overrides); the committed notebooks are never run
 in place.
 
-Exit status: 0 when every notebook ran, 1 when one failed, 2 on bad arguments, a bad profile
-or missing inputs.
+Exit status: 0 when every notebook ran, 1 when one failed (or, with ``--strict``, a table is
+beyond its tolerance), 2 on bad arguments, a bad profile or missing inputs.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import sys
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -32,6 +39,15 @@ NOTEBOOKS = ("01_dataset", "02_operation_effects", "03_detection", "04_correctio
 
 #: Longest error message printed for a failing cell (characters); the executed copy has it all.
 ERROR_CHARS = 600
+
+#: Seconds each notebook took from a fresh clone on 2 CPU cores (README "Two commands"): the
+#: estimate of the time left before this machine has timed a run (``build/<run>/timings.json``).
+EXPECTED_SECONDS = {
+    "smoke": {"01_dataset": 60, "02_operation_effects": 40, "03_detection": 150, "04_correction": 40,
+              "05_adaptive": 60},
+    "demo": {"01_dataset": 340, "02_operation_effects": 150, "03_detection": 500, "04_correction": 120,
+             "05_adaptive": 520},
+}
 
 
 class InputsMissing(FileNotFoundError):
@@ -125,39 +141,190 @@ def short_error(e: Exception, limit: int = ERROR_CHARS) -> str:
     return text if len(text) <= limit else text[:limit] + " [...]"
 
 
+class _Status:
+    """What the status line shows: the notebook, its cells, the library's current loop, and the
+    time left (from this machine's timings of the same run, else :data:`EXPECTED_SECONDS`,
+    scaled by how fast the finished notebooks went)."""
+
+    def __init__(self, names: list[str], expected: dict[str, float], progress_file: Path):
+        self.names, self.expected, self.file = names, expected, progress_file
+        self.index, self.cells, self.n_cells = 0, 0, 0
+        self.started = self.nb_started = time.time()
+        self.took: dict[str, float] = {}
+        self.lock = threading.Lock()
+
+    def start(self, index: int, n_cells: int) -> None:
+        with self.lock:
+            self.index, self.cells, self.n_cells, self.nb_started = index, 0, n_cells, time.time()
+        self.file.unlink(missing_ok=True)
+
+    def loop(self) -> dict | None:
+        """The current loop of the kernel (its progress file), if it is recent and open."""
+        try:
+            state = json.loads(self.file.read_text())
+        except (OSError, ValueError):
+            return None
+        return state if state.get("time", 0) >= self.nb_started else None
+
+    def left(self, now: float) -> float | None:
+        """Seconds left in the run: the rest of this notebook (from its loop's rate when it is in
+        one, else its expected time) plus the later notebooks' expected times, all scaled by the
+        speed of the finished ones."""
+        name = self.names[self.index]
+        if not all(n in self.expected for n in self.names):
+            return None
+        done_exp = sum(self.expected[n] for n in self.took)
+        speed = sum(self.took.values()) / done_exp if done_exp else 1.0
+        here = max(0.0, speed * self.expected[name] - (now - self.nb_started))
+        loop = self.loop()
+        if loop and loop.get("total") and loop["done"] and not loop.get("closed"):
+            here = max(here, loop["elapsed"] / loop["done"] * (loop["total"] - loop["done"]))
+        return here + speed * sum(self.expected[n] for n in self.names[self.index + 1:])
+
+    def line(self) -> str:
+        now = time.time()
+        name = self.names[self.index]
+        parts = [f"[{self.index + 1}/{len(self.names)}] {name}", f"cell {self.cells}/{self.n_cells}"]
+        loop = self.loop()
+        if loop and not loop.get("closed"):
+            total = f"/{loop['total']}" if loop.get("total") else ""
+            parts.append(f"{loop['stage']} {loop['done']}{total}")
+        parts.append(f"{_clock(now - self.nb_started)} in this notebook, {_clock(now - self.started)} in all")
+        left = self.left(now)
+        if left is not None:
+            parts.append(f"about {_clock(left)} left")
+        return " | ".join(parts)
+
+
+def _clock(seconds: float) -> str:
+    m, s = divmod(int(round(seconds)), 60)
+    return f"{m // 60}:{m % 60:02d}:{s:02d}" if m >= 60 else f"{m}:{s:02d}"
+
+
+def _engine(status: _Status):
+    """A papermill engine (papermill's documented extension point) whose execution manager
+    counts the finished cells for ``status``."""
+    from papermill.engines import NBClientEngine, NotebookExecutionManager
+
+    class Manager(NotebookExecutionManager):
+        def cell_complete(self, cell, cell_index=None, **kwargs):
+            super().cell_complete(cell, cell_index=cell_index, **kwargs)
+            with status.lock:
+                status.cells += 1
+
+    class Engine(NBClientEngine):
+        @classmethod
+        def execute_notebook(cls, nb, kernel_name, output_path=None, progress_bar=True, log_output=False,
+                             autosave_cell_every=30, **kwargs):
+            nb_man = Manager(nb, output_path=output_path, progress_bar=False, log_output=log_output,
+                             autosave_cell_every=autosave_cell_every)
+            status.start(status.index, len(nb.cells))
+            nb_man.notebook_start()
+            try:
+                cls.execute_managed_notebook(nb_man, kernel_name, log_output=log_output, **kwargs)
+            finally:
+                nb_man.notebook_complete()
+            return nb_man.nb
+
+    return Engine
+
+
+def _show(status: _Status, stop: threading.Event, stream) -> None:
+    """Print the status line: rewritten in place every 2 s on a terminal, a new line every 30 s
+    (and when the cell changes) in a log."""
+    tty = stream.isatty()
+    last, last_cells = 0.0, -1
+    while not stop.wait(2.0):
+        now = time.time()
+        if tty:
+            stream.write("\r\033[K" + status.line())
+        elif now - last >= 30 or status.cells != last_cells:
+            stream.write(status.line() + "\n")
+            last, last_cells = now, status.cells
+        stream.flush()
+    if tty:
+        stream.write("\r\033[K")
+
+
 def run(profile: str, notebooks: list[str] | None = None, overrides: dict[str, Any] | None = None,
         progress: bool = True) -> list[Path]:
     """Check the inputs (:func:`check_inputs`), validate the profile, then execute the notebooks
-    (default: all four) into ``build/<run>/``; returns the executed copies. ``progress``: a
-    progress bar over each notebook's cells (papermill's, on stderr). Raises
-    :class:`InputsMissing`, :class:`advlib.config.ProfileError`, ``FileNotFoundError`` (a
-    notebook) before any notebook runs, and papermill's ``PapermillExecutionError`` when a cell fails."""
+    (default: all five) into ``build/<run>/``; returns the executed copies. ``progress``: the
+    status line (:class:`_Status`, on stderr). Raises :class:`InputsMissing`,
+    :class:`advlib.config.ProfileError`, ``FileNotFoundError`` (a notebook) before any notebook
+    runs, and papermill's ``PapermillExecutionError`` when a cell fails."""
     import papermill as pm
+    from papermill.engines import papermill_engines
+
+    from . import runtime
 
     overrides = dict(overrides or {})
     sources = notebook_paths(notebooks)
     check_inputs(profile, overrides)
     params = config.load_profile(profile, **overrides)
-    from . import runtime
-
-    os.environ.update(runtime.environment(params["numerics"], params["threads"]))  # the kernels start pinned
-    out_dir = config.ROOT / "build" / config.run_name(params)
+    run_name = config.run_name(params)
+    out_dir = config.ROOT / "build" / run_name
     out_dir.mkdir(parents=True, exist_ok=True)
+    os.environ.update(runtime.environment(params["numerics"], params["threads"]))  # the kernels start pinned
+    progress_file = out_dir / "progress.json"
+    os.environ[runtime.PROGRESS_ENV] = str(progress_file)
+    timings_file = out_dir / "timings.json"
+    try:
+        expected = {**EXPECTED_SECONDS.get(params["profile"], {}), **json.loads(timings_file.read_text())}
+    except (OSError, ValueError):
+        expected = dict(EXPECTED_SECONDS.get(params["profile"], {}))
+    status = _Status([s.stem for s in sources], expected, progress_file)
+    papermill_engines.register("advlib", _engine(status))
     done = []
-    for i, src in enumerate(sources, 1):
+    for i, src in enumerate(sources):
         dst = out_dir / src.name
-        t0 = time.time()
-        print(f"== [{i}/{len(sources)}] {src.name} (profile {params['profile']}"
+        status.index = i
+        print(f"== [{i + 1}/{len(sources)}] {src.name} (profile {params['profile']}"
               f"{', overrides ' + str(overrides) if overrides else ''}) -> {dst}", flush=True)
+        stop = threading.Event()
+        shower = threading.Thread(target=_show, args=(status, stop, sys.stderr), daemon=True) if progress else None
+        if shower:
+            shower.start()
+        t0 = time.time()
         try:
             pm.execute_notebook(str(src), str(dst), parameters={"profile": str(profile), "overrides": overrides},
-                                cwd=str(src.parent), progress_bar=progress, log_output=False)
+                                cwd=str(src.parent), engine_name="advlib", log_output=False)
         except pm.PapermillExecutionError as e:
             e.notebook = dst  # the executed copy, with the full traceback: reproduce() names it
             raise
-        print(f"   done in {time.time() - t0:.0f} s", flush=True)
+        finally:
+            stop.set()
+            if shower:
+                shower.join()
+        status.took[src.stem] = time.time() - t0
+        print(f"   done in {status.took[src.stem]:.0f} s", flush=True)
         done.append(dst)
+        try:
+            timings = json.loads(timings_file.read_text())
+        except (OSError, ValueError):
+            timings = {}
+        timings[src.stem] = round(status.took[src.stem], 1)
+        timings_file.write_text(json.dumps(timings, indent=1))
     return done
+
+
+def end_summary(profile: str, overrides: dict[str, Any] | None = None, strict: bool = False) -> tuple[list[str], bool]:
+    """The closing lines of a run: each compared table against its reference
+    (:func:`advlib.reproducibility.check`, which writes ``tables/<run>/reproducibility.csv``) and
+    the README's statements on the new tables (:func:`advlib.claims.check_run`). Returns
+    (lines, whether everything is within tolerance and every statement holds)."""
+    from . import claims, reproducibility
+
+    params = config.load_profile(profile, check=False, **(overrides or {}))
+    lines = reproducibility.check(params, raise_on_drift=False)
+    report = config.out_dirs(params)["tables"] / "reproducibility.csv"
+    ok = True
+    if report.exists() and config.run_name(params) == params["profile"]:
+        import pandas as pd
+
+        ok = bool(pd.read_csv(report)["within"].all())
+    claim_lines, claims_ok = claims.check_run(params)
+    return lines + claim_lines, ok and claims_ok
 
 
 def parse_set(kv: str | None) -> tuple[str, Any]:
@@ -184,12 +351,18 @@ def parse_args(args: list[str]) -> tuple[str, list[str], dict[str, Any]]:
 
 
 def reproduce(profile: str, notebooks: list[str] | None = None, overrides: dict[str, Any] | None = None,
-              progress: bool = True) -> int:
-    """:func:`run`, with its errors as short messages on stderr and an exit status: 0 done, 1 a
-    notebook failed (its cell's error message, and where the executed copy is), 2 missing inputs,
-    a bad profile or an unknown notebook (before any notebook runs)."""
+              progress: bool = True, strict: bool = False) -> int:
+    """:func:`run`, then :func:`end_summary`, with errors as short messages on stderr and an exit
+    status: 0 done, 1 a notebook failed (its cell's error message, and where the executed copy
+    is) or, with ``strict``, a table beyond its tolerance (strict also makes each notebook's own
+    check fatal: ``ADVLIB_STRICT=1``), 2 missing inputs, a bad profile or an unknown notebook
+    (before any notebook runs)."""
     from papermill.exceptions import PapermillExecutionError
 
+    from .reproducibility import STRICT_ENV
+
+    if strict:
+        os.environ[STRICT_ENV] = "1"
     try:
         run(profile, notebooks, overrides, progress)
     except InputsMissing as e:
@@ -207,7 +380,10 @@ def reproduce(profile: str, notebooks: list[str] | None = None, overrides: dict[
         print(f"{copy.name if copy else 'notebook'} failed at {where}: {short_error(e)}\n"
               f"(full traceback in the executed copy {copy or 'under build/'})", file=sys.stderr)
         return 1
-    return 0
+    lines, ok = end_summary(profile, overrides, strict)
+    print("== reproducibility (tables against tests/reference/, README statements on the new tables)")
+    print("\n".join(f"   {line}" for line in lines), flush=True)
+    return 1 if strict and not ok else 0
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -30,6 +30,7 @@ import platform
 import sys
 import warnings
 from dataclasses import dataclass, field
+from typing import Any
 from importlib import metadata
 
 #: ``numerics`` values: ``pinned`` (the AVX2 code paths of every library, on x86-64) or ``native``.
@@ -219,3 +220,62 @@ def numerics_id() -> str:
     pinned = is_x86() and all(os.environ.get(k) == v for k, v in PINNED_ENV.items() if v) and \
         torch_capability() == "AVX2"
     return Numerics("pinned" if pinned else "native", "pinned" if pinned else "native").id
+
+
+# --------------------------------------------------------------------------- progress of long loops
+
+#: Environment variable naming a JSON file where :func:`progress` bars report (``advlib
+#: reproduce`` sets it for its kernels and shows the current loop beside the notebook's cells).
+PROGRESS_ENV = "ADVLIB_PROGRESS"
+
+_REPORTING: dict[type, type] = {}
+
+
+def _write_progress(bar: Any, final: bool = False) -> None:
+    path = os.environ.get(PROGRESS_ENV)
+    if not path:
+        return
+    import json
+    import time
+
+    now = time.time()
+    if not final and now - getattr(bar, "_advlib_written", 0.0) < 1.0:
+        return
+    bar._advlib_written = now
+    state = {"stage": str(bar.desc or ""), "done": int(bar.n), "total": int(bar.total) if bar.total else None,
+             "elapsed": float(now - bar.start_t), "time": now, "closed": final}
+    tmp = f"{path}.{os.getpid()}.tmp"
+    try:
+        with open(tmp, "w") as f:
+            json.dump(state, f)
+        os.replace(tmp, path)
+    except OSError:
+        pass
+
+
+def progress(iterable: Any = None, **kwargs: Any) -> Any:
+    """A ``tqdm.auto`` progress bar (same arguments) that also reports its state to the file named
+    by ``ADVLIB_PROGRESS`` (at most once a second), so that ``advlib reproduce`` can show the
+    shards, images or folds of the current notebook and the time left. The library's long loops
+    use it; with the variable unset it is plain tqdm."""
+    from tqdm.auto import tqdm
+
+    cls = _REPORTING.get(tqdm)
+    if cls is None:
+        class Reporting(tqdm):  # type: ignore[misc, valid-type]
+            def update(self, n=1):
+                out = super().update(n)
+                _write_progress(self)
+                return out
+
+            def close(self):
+                if not getattr(self, "_advlib_closed", False):
+                    self._advlib_closed = True
+                    if getattr(self, "total", None) is not None:
+                        _write_progress(self, final=True)
+                super().close()
+
+        cls = _REPORTING[tqdm] = Reporting
+    bar = cls(iterable, **kwargs)
+    _write_progress(bar, final=True)
+    return bar

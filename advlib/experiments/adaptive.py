@@ -180,7 +180,7 @@ def sweep(images: torch.Tensor, labels: np.ndarray, ids: list[str], d: Defences,
     step; ``eot_kornia`` only at ``kornia_eps``, None: all), plus the normal images (``none``). Returns
     one row per (attack, budget, image). A failing shard is reported (``on_error(name, eps,
     exc)``, default print) and the others go on."""
-    from tqdm.auto import tqdm
+    from ..runtime import progress as tqdm
 
     only = {"detector_paper": surrogate_eps, "eot_kornia": eps_levels if kornia_eps is None else kornia_eps}
     jobs = [("none", 0.0)] + [(a, e) for a in attacks for e in eps_levels if e in only.get(a, eps_levels)]

@@ -8,7 +8,7 @@ from typing import Any, Callable
 
 import numpy as np
 import pandas as pd
-from tqdm.auto import tqdm
+from ..runtime import progress as tqdm
 
 from .. import cv
 from .protocol import Data

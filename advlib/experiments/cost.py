@@ -32,7 +32,7 @@ import numpy as np
 import pandas as pd
 from sklearn.metrics import roc_auc_score
 from sklearn.svm import SVC
-from tqdm.auto import tqdm
+from ..runtime import progress as tqdm
 
 from .. import detect, features
 from .protocol import Data, Fitted, OOF, cross_validate, metric_row

@@ -8,7 +8,7 @@ from typing import Callable
 import numpy as np
 import pandas as pd
 import torch
-from tqdm.auto import tqdm
+from ..runtime import progress as tqdm
 
 from .. import cv, detect, features
 from .protocol import Data, Fitted, MAIN_FEATURE_DETECTORS, OOF, SCENARIOS, cross_validate, feature_fitter, metric_row
