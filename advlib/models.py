@@ -190,3 +190,11 @@ def top1_probability(model: nn.Module, images: torch.Tensor, batch_size: int = 6
     out = [model(images[s:s + batch_size].to(device).float() / 255).softmax(1).amax(1).double().cpu()
            for s in range(0, len(images), batch_size)]
     return torch.cat(out).numpy() if out else np.zeros(0)
+
+
+def imagenet_class_names() -> list[str]:
+    """The 1,000 ImageNet class names by label index (torchvision's list, the label order of
+    every classifier of :data:`CLASSIFIERS`)."""
+    from torchvision.models import get_model_weights
+
+    return list(get_model_weights("resnet50")["IMAGENET1K_V1"].meta["categories"])

@@ -17,6 +17,7 @@ import torch
 
 import advlib
 from advlib import cli, config, data, models, store
+from advlib.scan import files as scan_files, report as scan_report, shipped
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
@@ -91,7 +92,7 @@ def test_scan_writes_one_row_per_file_with_errors_for_unreadable_ones(corpus, fu
                                        folder / "chelsea.png", folder / "sub" / "deeper" / "coffee.png"])
     assert [r["path"] for r in rows] == expected  # recursive, sorted, notes.txt and the hidden file left out
     assert rc == 1  # some files could not be read
-    assert list(rows[0]) == [*cli.COLUMNS, cli.DETECTOR_COLUMN]
+    assert list(rows[0]) == [*scan_report.COLUMNS, scan_report.DETECTOR_COLUMN]
     by_path = {r["path"]: r for r in rows}
     for p in expected:
         assert by_path[p]["sha256"] == hashlib.sha256(Path(p).read_bytes()).hexdigest()
@@ -101,7 +102,7 @@ def test_scan_writes_one_row_per_file_with_errors_for_unreadable_ones(corpus, fu
         assert r["score"] == r["flag"] == r["top1"] == ""
     good = [r for r in rows if not r["error"]]
     assert len(good) == len(expected) - 2
-    names = cli.imagenet_class_names()
+    names = models.imagenet_class_names()
     assert all(r["top1_name"] == names[int(r["top1"])] for r in good)
 
 
@@ -138,7 +139,7 @@ def test_interrupted_scan_resumes_without_recomputing(corpus, full_scan, tmp_pat
     kept = dict(rows[0], top1_name="KEPT")
     stale = dict(rows[1], sha256="0" * 64)
     out = tmp_path / "resumed.csv"
-    cli.write_report([kept, stale, *rows[2:4]], out, cli.report_columns(False))
+    scan_report.write_report([kept, stale, *rows[2:4]], out, scan_report.report_columns(False))
     capsys.readouterr()
     assert cli.main(["scan", str(corpus["folder"]), "--detector", str(corpus["detector"]), "--out", str(out),
                      "--device", "cpu", "--quiet", "--chunk", "2"]) == 1
@@ -157,12 +158,12 @@ def test_scan_corrects_flagged_files(corpus, classifier, tmp_path, monkeypatch):
             "--device", "cpu", "--quiet"]
     assert cli.main(args) == 0
     rows = _rows(out)
-    assert list(rows[0]) == cli.report_columns(True)
+    assert list(rows[0]) == scan_report.report_columns(True)
     flagged = [r for r in rows if r["flag"] == "True"]
     assert {r["path"] for r in flagged} >= {"sub/adv_01.jpg", "sub/deeper/adv_02.jpg"}
     for r in rows:
         if r["flag"] == "True":
-            assert r["corrected_path"] == str(outdir / cli.corrected_name(r["path"])) and Path(r["corrected_path"]).is_file()
+            assert r["corrected_path"] == str(outdir / scan_files.corrected_name(r["path"])) and Path(r["corrected_path"]).is_file()
             assert 0 <= int(r["voted_label"]) < 1000 and int(r["corrected_qf"]) in range(40, 101, 5)
         else:
             assert r["corrected_path"] == r["voted_label"] == ""
@@ -197,7 +198,7 @@ def test_bad_arguments_exit_2(corpus, tmp_path, capsys):
     assert cli.main(["scan", folder, "--detector", det, "--out", str(tmp_path / "other.csv")]) == 2
     assert "not an advlib scan report" in capsys.readouterr().err
     assert (tmp_path / "other.csv").read_text() == "a,b\n1,2\n"
-    if not (cli.PRETRAINED_DIR / "efficientnet_lite0" / "detector.json").exists():
+    if not (shipped.PRETRAINED_DIR / "efficientnet_lite0" / "detector.json").exists():
         assert cli.main(["scan", folder, "--out", out]) == 2
         assert "no detector ships with this advlib for classifier 'efficientnet_lite0'" in capsys.readouterr().err
     assert not Path(out).exists()
@@ -250,13 +251,13 @@ def test_bench_delegates(capsys):
 def test_help_describes_the_shipped_detector():
     from advlib.detector import PRETRAINED_DIR
 
-    assert cli.PRETRAINED_DIR == PRETRAINED_DIR
+    assert shipped.PRETRAINED_DIR == PRETRAINED_DIR
     meta = {"classifier": "efficientnet_lite0", "ops": ["jpeg_90", "jpeg_80"], "feature": "diff", "estimator": "svm",
             "threshold": 0.61, "target_fpr": 0.05, "protocol": "5-fold over source photos",
             "oof": {"fpr_calibrated": 0.049, "detection_rate_calibrated": 0.873, "n_images": 900, "n_photos": 95}}
-    text = cli.describe_shipped("efficientnet_lite0", meta)
+    text = shipped.describe_shipped("efficientnet_lite0", meta)
     assert "false-positive rate 4.9%" in text and "detection rate 87.3%" in text and "3 classifier passes" in text
-    assert "no out-of-fold rates" in cli.describe_shipped("x", {})  # tolerant of missing metadata
+    assert "no out-of-fold rates" in shipped.describe_shipped("x", {})  # tolerant of missing metadata
 
 
 def test_python_m_advlib_help_loads_no_torch():
