@@ -36,7 +36,7 @@ _EXPORTS = {
     "Detector": "detector",
     "load_classifier": "api", "wrap": "api", "load_images": "api", "predict_top5": "api",
     "correct_labels": "api", "correct_images": "api", "attack": "api",
-    "load_profile": "config",
+    "load_profile": "profiles",
 }
 
 __all__ = sorted(_EXPORTS)

@@ -1,7 +1,7 @@
 """The method on your own classifier and images: the functions ``import advlib`` exports.
 
 Images are uint8 tensors (N, 3, H, W) in RGB, or lists of image file paths (read as
-:func:`advlib.data.load_image` does); classifiers are modules taking float (B, 3, H, W) pixels
+:func:`advlib.images.load_image` does); classifiers are modules taking float (B, 3, H, W) pixels
 in [0, 1] and returning (B, 1000) ImageNet logits (:func:`load_classifier`, or any network
 wrapped with :func:`wrap`). Labels are ImageNet class indices 0..999.
 """

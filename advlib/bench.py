@@ -1,10 +1,10 @@
 """Speed figures: ``advlib bench {ops,features,pipeline,scan,all} [--device cpu|cuda] [--n N]``.
 
-All figures are measured in one run on the same real photos (:func:`advlib.data.demo_items`)
+All figures are measured in one run on the same real photos (:func:`advlib.corpora.demo_items`)
 with efficientnet_lite0, and written to BENCHMARKS.md (one row per date, device, threads and
 figure; a rerun replaces its rows). The last line of each benchmark is ``RESULT name=value``.
 Each side of a ratio is timed ``--repeat`` times, interleaved with its baseline, and the best
-time of each side is kept. :func:`advlib.config.tune_allocator` is applied first, so baselines
+time of each side is kept. :func:`advlib.runtime.tune_allocator` is applied first, so baselines
 and ours run under the same allocator settings.
 
 - ``ops``: images per second for all 38 operations, a single-threaded Pillow loop (the
@@ -31,8 +31,9 @@ import numpy as np
 import torch
 
 from . import features, ops
-from .config import ROOT, tune_allocator
-from .data import demo_items, read_images
+from .paths import ROOT
+from .runtime import tune_allocator
+from .corpora import demo_items, read_images
 from .models import load_classifier
 
 BENCHMARKS = ROOT / "BENCHMARKS.md"
@@ -184,7 +185,7 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
         parser.error("--device cuda: CUDA is not available")
     device = torch.device(args.device)
     if args.batch_size <= 0:
-        from .config import auto_batch_size
+        from .runtime import auto_batch_size
 
         args.batch_size = auto_batch_size(args.device)
     tuned = tune_allocator()

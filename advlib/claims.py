@@ -22,7 +22,7 @@ from typing import Any, Callable
 import numpy as np
 import pandas as pd
 
-from . import config
+from . import profiles
 
 HOLDS, WITHIN, FAILS = "holds", "within tolerance", "fails"
 
@@ -302,7 +302,7 @@ def check_run(params: dict[str, Any]) -> tuple[list[str], bool]:
                 f"{params['profile']}"], True
     from .store import write_csv
 
-    folder = config.out_dirs(params)["tables"]
+    folder = profiles.out_dirs(params)["tables"]
     df = evaluate(folder, params["profile"])
     write_csv(df, folder / "claims.csv")
     counts = df.state.value_counts()

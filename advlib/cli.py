@@ -75,7 +75,7 @@ def cmd_check_profile(argv: Sequence[str]) -> int:
     """``advlib check-profile FILE_OR_NAME``: the normalised parameters (YAML), or the error and exit 2."""
     import yaml
 
-    from . import config
+    from . import profiles
 
     p = argparse.ArgumentParser(prog="advlib check-profile",
                                 description="Validate a profile (keys, types, paths, component names) and print "
@@ -83,8 +83,8 @@ def cmd_check_profile(argv: Sequence[str]) -> int:
     p.add_argument("profile", metavar="FILE_OR_NAME", help="a name of params/ (smoke, demo, paper) or a YAML file")
     args = p.parse_args(argv)
     try:
-        params = config.load_profile(args.profile)
-    except config.ProfileError as e:
+        params = profiles.load_profile(args.profile)
+    except profiles.ProfileError as e:
         print(f"profile error: {e}", file=sys.stderr)
         return 2
     print(yaml.safe_dump(params, sort_keys=False), end="")

@@ -16,7 +16,7 @@ The first four live in the profile's store (``data/<profile>/``) and carry a ``<
 of every parameter (and :data:`VERSION`) that determines them (:func:`normal_key`,
 :func:`shard_key`). A changed parameter gives new keys for exactly the artefacts it affects, so
 they are recomputed and the rest is reused; an unchanged rerun recomputes nothing. The last four
-are the run's outputs, in ``data/<run>/`` (:func:`advlib.config.run_name`: the profile's name
+are the run's outputs, in ``data/<run>/`` (:func:`advlib.profiles.run_name`: the profile's name
 unless the parameters differ from its file). Paths in the tables are relative to the store.
 
 Normal and adversarial images are stored in one format, the profile's ``save_format``
@@ -47,7 +47,8 @@ import numpy as np
 import pandas as pd
 import torch
 
-from . import config, data, models, runtime
+from . import corpora, models, paths, profiles, runtime
+from .images import SIZE, load_image, psnr_ssim
 from .store import as_saved, image_format, pixel_sha256, save_image, write_csv
 
 SPLITS = ("train", "dev", "eval")
@@ -66,10 +67,10 @@ class DatasetSpec:
     """Everything the dataset stage depends on (the profile keys of notebook 01, by name).
 
     ``profile``: the profile's name (keyed artefacts go to its store, ``data/<profile>``);
-    ``run``: the run's name (:func:`advlib.config.run_name`; its tables go to ``data/<run>``).
-    ``corpus``: a name of :data:`advlib.data.CORPORA`, called with this spec; ``attacks``: names
+    ``run``: the run's name (:func:`advlib.profiles.run_name`; its tables go to ``data/<run>``).
+    ``corpus``: a name of :data:`advlib.corpora.CORPORA`, called with this spec; ``attacks``: names
     of :data:`advlib.attacks.ATTACKS` with per-attack keyword ``attack_options``. The other
-    fields are documented in :data:`advlib.config.SCHEMA`. :meth:`from_profile` builds one from
+    fields are documented in :data:`advlib.profiles.SCHEMA`. :meth:`from_profile` builds one from
     a loaded profile.
     """
 
@@ -97,19 +98,19 @@ class DatasetSpec:
 
     @classmethod
     def from_profile(cls, params: dict[str, Any]) -> "DatasetSpec":
-        """The dataset keys of a loaded profile (:func:`advlib.config.load_profile`)."""
+        """The dataset keys of a loaded profile (:func:`advlib.profiles.load_profile`)."""
         names = {f.name for f in fields(cls)} - {"run"}
-        return cls(run=config.run_name(params), **{k: params[k] for k in names if k in params})
+        return cls(run=profiles.run_name(params), **{k: params[k] for k in names if k in params})
 
     @property
     def store(self) -> Path:
         """``data/<profile>`` (created): the keyed images, shards and top-5 cache of the profile."""
-        return config.store_dir(self.profile)
+        return paths.store_dir(self.profile)
 
     @property
     def data_dir(self) -> Path:
         """``data/<run>`` (created): this run's manifest, attacked and attempt tables."""
-        return config.out_dirs(self.run or self.profile)["data"]
+        return profiles.out_dirs(self.run or self.profile)["data"]
 
 
 @dataclass(frozen=True)
@@ -157,14 +158,14 @@ def save_dataset_image(image: torch.Tensor, stem: Path, save_format: str) -> tup
     suffix, quality = image_format(save_format)
     path = stem.with_name(stem.name + suffix)
     save_image(image, path, quality=quality)
-    return path, data.load_image(path)
+    return path, load_image(path)
 
 
 # --------------------------------------------------------------------------- normal images
 
-def candidate_items(spec: DatasetSpec) -> list[data.Item]:
-    """The candidate inputs of a profile, in a seeded order (its corpus of :data:`advlib.data.CORPORA`)."""
-    items = data.CORPORA[spec.corpus](spec)
+def candidate_items(spec: DatasetSpec) -> list[corpora.Item]:
+    """The candidate inputs of a profile, in a seeded order (its corpus of :data:`advlib.corpora.CORPORA`)."""
+    items = corpora.CORPORA[spec.corpus](spec)
     order = np.random.default_rng(spec.seed).permutation(len(items))
     return [items[i] for i in order[: spec.n_candidates]]
 
@@ -173,7 +174,7 @@ def normal_key(spec: DatasetSpec, classifier: str) -> str:
     """The key of a classifier's normal images: a hash of :data:`NORMAL_KEYS`, the resolved
     device, the numerics (:func:`advlib.runtime.numerics_id`), the classifier and :data:`VERSION`
     (what the selection depends on)."""
-    return config.fingerprint(VERSION, classifier, config.resolve_device(spec.device), runtime.numerics_id(),
+    return paths.fingerprint(VERSION, classifier, runtime.resolve_device(spec.device), runtime.numerics_id(),
                               {k: getattr(spec, k) for k in NORMAL_KEYS})
 
 
@@ -205,19 +206,19 @@ def build_normal(spec: DatasetSpec, classifier: str, model: torch.nn.Module, dev
     out = normal_table_path(spec, classifier)
     if out.exists():
         return _check_cached_normal(read_table(out), spec, out)
-    with config.torch_threads(spec.attack_threads or None):
+    with runtime.torch_threads(spec.attack_threads or None):
         return _build_normal(spec, classifier, model, root, out)
 
 
 def _build_normal(spec: DatasetSpec, classifier: str, model: torch.nn.Module, root: Path, out: Path) -> pd.DataFrame:
     fmt = spec.save_format
     items = candidate_items(spec)
-    images, items, failures = data.read_images(items, progress=True)
+    images, items, failures = corpora.read_images(items, progress=True)
     for path, msg in failures:
         print(f"skipped unreadable image: {msg}")
     saved = torch.stack([as_saved(im, fmt) for im in images]) if len(images) else images
     top5 = models.predict_topk(model, saved, 5, spec.batch_size)
-    keep = np.flatnonzero(data.select_normal(top5, items))[: spec.n_normal]
+    keep = np.flatnonzero(corpora.select_normal(top5, items))[: spec.n_normal]
     rows = []
     for i in keep:
         it = items[i]
@@ -238,8 +239,8 @@ def _build_normal(spec: DatasetSpec, classifier: str, model: torch.nn.Module, ro
 
 def load_images(root: Path, paths) -> torch.Tensor:
     """Read dataset image files (relative to ``root``) as a uint8 (N, 3, 224, 224) stack."""
-    return torch.stack([data.load_image(root / p) for p in paths]) if len(paths) else \
-        torch.empty(0, 3, data.SIZE, data.SIZE, dtype=torch.uint8)
+    return torch.stack([load_image(root / p) for p in paths]) if len(paths) else \
+        torch.empty(0, 3, SIZE, SIZE, dtype=torch.uint8)
 
 
 # --------------------------------------------------------------------------- shards
@@ -257,9 +258,9 @@ def shard_key(spec: DatasetSpec, classifier: str, attack: str, chunk: int, norma
     size, ``attack_threads``, the resolved device, the numerics (:func:`advlib.runtime.numerics_id`)
     and :data:`VERSION`. ``normal``: the shard's rows of the normal table."""
     images = normal[["image_id", "sha256", "label", "top1"]].astype(str).to_numpy().tolist()
-    return config.fingerprint(VERSION, classifier, attack, chunk, images, spec.attack_options.get(attack, {}),
+    return paths.fingerprint(VERSION, classifier, attack, chunk, images, spec.attack_options.get(attack, {}),
                               spec.save_format, spec.seed, spec.batch_size, spec.attack_threads,
-                              config.resolve_device(spec.device), runtime.numerics_id())
+                              runtime.resolve_device(spec.device), runtime.numerics_id())
 
 
 def plan_shards(spec: DatasetSpec, normal: pd.DataFrame, classifier: str) -> list[Shard]:
@@ -278,14 +279,6 @@ def plan_shards(spec: DatasetSpec, normal: pd.DataFrame, classifier: str) -> lis
             shards.append(Shard(classifier, attack, c // size, tuple(ids[c:c + size]),
                                 shard_key(spec, classifier, attack, c // size, rows)))
     return shards
-
-
-def _quality(a: torch.Tensor, b: torch.Tensor) -> tuple[float, float]:
-    from skimage.metrics import peak_signal_noise_ratio, structural_similarity
-
-    x, y = a.permute(1, 2, 0).numpy(), b.permute(1, 2, 0).numpy()
-    psnr = peak_signal_noise_ratio(x, y, data_range=255) if not np.array_equal(x, y) else np.inf
-    return float(psnr), float(structural_similarity(x, y, channel_axis=2, data_range=255))
 
 
 #: Columns of the attempt logs (``<chunk>.attempts.csv``, ``attempts.csv``).
@@ -322,14 +315,14 @@ def run_shard(spec: DatasetSpec, shard: Shard, model: torch.nn.Module | None = N
     out = shard.path(root)
     if out.exists():
         return read_table(out)
-    with config.torch_threads(spec.attack_threads or None):
+    with runtime.torch_threads(spec.attack_threads or None):
         return _run_shard(spec, shard, model, root, out)
 
 
 def _run_shard(spec: DatasetSpec, shard: Shard, model: torch.nn.Module | None, root: Path, out: Path) -> pd.DataFrame:
     from . import attacks
 
-    device = config.resolve_device(spec.device)
+    device = runtime.resolve_device(spec.device)
     model = model if model is not None else models.load_classifier(shard.classifier, device)
     normal = read_table(normal_table_path(spec, shard.classifier)).set_index("image_id").loc[list(shard.image_ids)]
     images = load_images(root, normal["path"].tolist())
@@ -349,7 +342,7 @@ def _run_shard(spec: DatasetSpec, shard: Shard, model: torch.nn.Module | None, r
     l2, linf = attacks.perturbation_norms(saved, images)
     rows = []
     for i, (image_id, row) in enumerate(normal.iterrows()):
-        psnr, ssim = _quality(saved[i], images[i])
+        psnr, ssim = psnr_ssim(saved[i], images[i])
         rows.append({
             "image_id": f"{image_id}/{shard.attack}", "source_id": image_id, "source": row["source"],
             "classifier": shard.classifier, "attack": shard.attack, "kind": kind,
@@ -443,7 +436,7 @@ def build(spec: DatasetSpec, executor: Any = None, progress: bool = True) -> dic
     example ``submitit.AutoExecutor(folder=...)``, SLURM or local) runs them as jobs.
     """
     root, run = spec.store, spec.data_dir
-    device = config.resolve_device(spec.device)
+    device = runtime.resolve_device(spec.device)
     normals, shards, failures = [], [], []
     loaded: dict[str, torch.nn.Module] = {}
     for clf in spec.classifiers:
@@ -520,7 +513,7 @@ def _under_ops(spec: DatasetSpec, manifest: pd.DataFrame, progress: bool, stats:
     from . import features, ops
 
     store = spec.store
-    device = config.resolve_device(spec.device)
+    device = runtime.resolve_device(spec.device)
     op_names = list(spec.ops or ops.OPERATIONS)
     out = np.zeros((len(manifest), 1 + len(op_names), 5), dtype=np.int64)
     out_stats = np.zeros((len(manifest), len(op_names), len(features.STATS)), dtype=np.float32) if stats else None

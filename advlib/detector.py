@@ -31,6 +31,7 @@ import torch
 from torch import nn
 
 from . import detect, features, ops as _ops
+from .images import SIZE, load_image
 from .store import check_images, pixel_sha256
 
 #: Detectors shipped inside the package, one folder per classifier (written by ``make reproduce``).
@@ -50,9 +51,9 @@ def feature_estimators() -> list[str]:
 
 def as_images(images: Any, name: str = "images") -> torch.Tensor:
     """uint8 (N, 3, H, W) from a uint8 tensor or a sequence of image file paths (read as
-    :func:`advlib.data.load_image` does: 224x224 files as they are, others resize 256 + centre
+    :func:`advlib.images.load_image` does: 224x224 files as they are, others resize 256 + centre
     crop 224). Anything else is a ``ValueError`` naming ``name``."""
-    from . import data
+    from . import images
 
     if isinstance(images, torch.Tensor):
         return check_images(images, name)
@@ -62,8 +63,8 @@ def as_images(images: Any, name: str = "images") -> torch.Tensor:
     if not all(isinstance(p, (str, os.PathLike)) for p in paths):
         raise ValueError(f"{name} must be a uint8 tensor (N, 3, H, W) or a list of image file paths")
     if not paths:
-        return torch.empty(0, 3, data.SIZE, data.SIZE, dtype=torch.uint8)
-    return torch.stack([data.load_image(p) for p in paths])
+        return torch.empty(0, 3, SIZE, SIZE, dtype=torch.uint8)
+    return torch.stack([load_image(p) for p in paths])
 
 
 def classifier_name(classifier: nn.Module) -> str:

@@ -18,7 +18,7 @@ import torch
 from torch import nn
 
 from . import ops as _ops
-from .config import tune_allocator
+from .runtime import tune_allocator
 from .store import check_images, pixel_sha256, save_tensors
 
 __all__ = ["top5_under_ops", "counting", "differences", "feature_matrix", "FEATURE_KINDS"]
@@ -195,7 +195,7 @@ def outputs_under_ops(model: nn.Module, images: torch.Tensor, ops: list[str] | N
     paper's order). Images are processed ``batch_size`` at a time: their 1 + len(ops) versions
     are grouped by size and go through the model in batches of ``batch_size``. ``device``
     defaults to the model's; JPEG runs on the CPU with ``workers`` threads. On the CPU this
-    calls :func:`advlib.config.tune_allocator` (glibc malloc thresholds, once per process).
+    calls :func:`advlib.runtime.tune_allocator` (glibc malloc thresholds, once per process).
     ``overlap`` (default: on for a GPU, off on the CPU) computes the next chunk's JPEG versions
     in a CPU thread while the current chunk is classified; on 2 CPU cores that thread competes
     with the classifier's own threads and was measured slower.

@@ -6,7 +6,7 @@ import warnings
 from pathlib import Path
 from typing import Any
 
-from . import config, runtime
+from . import profiles, runtime
 
 
 def setup(profile: str, overrides: dict[str, Any] | None = None, *, display_columns: int = 30
@@ -17,21 +17,21 @@ def setup(profile: str, overrides: dict[str, Any] | None = None, *, display_colu
     (:func:`advlib.runtime.pin_numerics`): the profile is read and validated without importing
     anything heavy, then the profile's ``numerics`` and ``threads`` are applied, then its
     component names are checked against the registries (which imports torch and Foolbox).
-    ``P``: the parameters (:func:`advlib.config.load_profile`); ``DIRS``: the run's folders
-    (:func:`advlib.config.out_dirs`); ``DEVICE``: ``cpu`` or ``cuda``. Prints one line: profile,
+    ``P``: the parameters (:func:`advlib.profiles.load_profile`); ``DIRS``: the run's folders
+    (:func:`advlib.profiles.out_dirs`); ``DEVICE``: ``cpu`` or ``cuda``. Prints one line: profile,
     classifiers, device, numerics.
     """
-    raw = config.read_raw(profile, overrides)  # the YAML only: loading the profile imports torch (auto batch size)
-    numerics = runtime.pin_numerics(raw.get("numerics", config.OPTIONAL["numerics"]),
-                                    raw.get("threads", config.OPTIONAL["threads"]))
-    params = config.load_profile(profile, check=False, **(overrides or {}))
-    config.check_components(params, str(config.profile_path(profile)))
+    raw = profiles.read_raw(profile, overrides)  # the YAML only: loading the profile imports torch (auto batch size)
+    numerics = runtime.pin_numerics(raw.get("numerics", profiles.OPTIONAL["numerics"]),
+                                    raw.get("threads", profiles.OPTIONAL["threads"]))
+    params = profiles.load_profile(profile, check=False, **(overrides or {}))
+    profiles.check_components(params, str(profiles.profile_path(profile)))
     warnings.filterwarnings("ignore", category=UserWarning)
     import pandas as pd
 
     pd.set_option("display.width", 200, "display.max_columns", display_columns)
-    dirs = config.out_dirs(params)
-    device = config.resolve_device(params["device"])
-    print(f"profile {params['profile']} (run {config.run_name(params)}), classifiers {', '.join(params['classifiers'])}, "
+    dirs = profiles.out_dirs(params)
+    device = runtime.resolve_device(params["device"])
+    print(f"profile {params['profile']} (run {profiles.run_name(params)}), classifiers {', '.join(params['classifiers'])}, "
           f"device {device}; {numerics.describe()}")
     return params, dirs, device

@@ -54,7 +54,7 @@ import torch
 from sklearn.base import BaseEstimator, ClassifierMixin
 from torch import nn
 
-from .config import torch_threads as _threads
+from .runtime import torch_threads as _threads
 from .detect.stats_cnn import train_best_epoch
 from .store import pixel_sha256
 
@@ -126,7 +126,7 @@ _BACKBONES: dict[tuple[str, str], nn.Module] = {}
 
 
 def _device(device) -> torch.device:
-    from .config import resolve_device
+    from .runtime import resolve_device
 
     return torch.device(resolve_device(device) if isinstance(device, str) else device)
 

@@ -35,7 +35,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from . import config
+from . import paths, profiles
 
 #: ``ADVLIB_STRICT=1``: a difference beyond the tolerance raises (``advlib reproduce --strict``).
 STRICT_ENV = "ADVLIB_STRICT"
@@ -104,7 +104,7 @@ COLUMNS = ["table", "row", "column", "ours", "committed", "difference", "allowed
 
 def reference_dir(profile: str) -> Path:
     """``tests/reference/<profile>/``: the reference tables of a profile."""
-    return config.ROOT / "tests" / "reference" / profile
+    return paths.ROOT / "tests" / "reference" / profile
 
 
 def allowed_images(profile: str, table: str) -> tuple[int, float]:
@@ -191,8 +191,8 @@ def check(params: dict[str, Any], names: list[str] | str | None = None, *, raise
     the run is strict (``raise_on_drift``, default :func:`strict`). A run whose parameters differ
     from its profile's file, or a profile without references, is compared with nothing (one line
     says so)."""
-    run, profile = config.run_name(params), params["profile"]
-    tables = config.out_dirs(params)["tables"]
+    run, profile = profiles.run_name(params), params["profile"]
+    tables = profiles.out_dirs(params)["tables"]
     if isinstance(names, str):
         names = [names]
     names = [n for n in (names or COMPARED) if (tables / f"{n}.csv").exists()]
@@ -232,7 +232,7 @@ def update_reference(profile: str, names: list[str] | None = None) -> list[Path]
     """Copy the profile's tables (``tables/<profile>/``, from a run with the profile's own
     parameters) into ``tests/reference/<profile>/``: after a change that moves numbers on
     purpose. Returns the files written."""
-    src = config.ROOT / "tables" / profile
+    src = paths.ROOT / "tables" / profile
     dst = reference_dir(profile)
     dst.mkdir(parents=True, exist_ok=True)
     written = []
@@ -255,7 +255,7 @@ def main(argv: list[str] | None = None) -> int:
         for p in update_reference(args[1]):
             print(f"wrote {p}")
         return 0
-    params = config.load_profile(args[1], check=False)
+    params = profiles.load_profile(args[1], check=False)
     try:
         print("\n".join(check(params)))
     except DriftError as e:

@@ -33,7 +33,7 @@ from typing import Any
 
 import yaml
 
-from . import config
+from . import paths, profiles
 
 NOTEBOOKS = ("01_dataset", "02_operation_effects", "03_detection", "04_correction", "05_adaptive")
 
@@ -57,7 +57,7 @@ class InputsMissing(FileNotFoundError):
 def notebook_paths(notebooks: list[str] | None = None) -> list[Path]:
     """The notebooks to run, ``notebooks/<name>.ipynb`` (default: all five in paper order);
     ``FileNotFoundError`` naming every one that does not exist."""
-    paths = [config.ROOT / "notebooks" / f"{Path(n).stem}.ipynb" for n in notebooks or NOTEBOOKS]
+    paths = [paths.ROOT / "notebooks" / f"{Path(n).stem}.ipynb" for n in notebooks or NOTEBOOKS]
     missing = [str(p) for p in paths if not p.exists()]
     if missing:
         raise FileNotFoundError(f"no notebook {', '.join(missing)} (known: {', '.join(NOTEBOOKS)})")
@@ -103,7 +103,7 @@ def missing_inputs(profile: str, overrides: dict[str, Any] | None = None) -> lis
     every classifier (``classifiers``) and raw-image CNN (``raw_cnn_archs``), and for corpus
     ``imagenet`` the ImageNet folder (``imagenet_dir`` or ``$ADVLIB_IMAGENET_DIR``) and label
     file. Loads no model (only file paths are looked up). [] when all are there."""
-    raw = config.read_raw(profile, overrides)
+    raw = profiles.read_raw(profile, overrides)
     lines: dict[str, str] = {}  # keyed by the missing file, so a file needed twice is named once
     checks = [(_weights_line, c) for c in raw.get("classifiers") or [] if isinstance(c, str)]
     checks += [(_raw_cnn_line, a) for a in raw.get("raw_cnn_archs") or [] if isinstance(a, str)]
@@ -112,10 +112,10 @@ def missing_inputs(profile: str, overrides: dict[str, Any] | None = None) -> lis
         if line:
             lines.setdefault(str(path or line), line)
     if raw.get("corpus") == "imagenet":
-        folder = raw.get("imagenet_dir") or os.environ.get(config.IMAGENET_ENV)
+        folder = raw.get("imagenet_dir") or os.environ.get(paths.IMAGENET_ENV)
         if not folder:
             lines["imagenet_dir"] = (f"ImageNet validation folder: set imagenet_dir in the profile or "
-                                     f"export {config.IMAGENET_ENV}")
+                                     f"export {paths.IMAGENET_ENV}")
         elif not Path(folder).is_dir():
             lines["imagenet_dir"] = f"ImageNet validation folder: {folder} does not exist"
         labels = raw.get("imagenet_labels")
@@ -251,7 +251,7 @@ def run(profile: str, notebooks: list[str] | None = None, overrides: dict[str, A
     """Check the inputs (:func:`check_inputs`), validate the profile, then execute the notebooks
     (default: all five) into ``build/<run>/``; returns the executed copies. ``progress``: the
     status line (:class:`_Status`, on stderr). Raises :class:`InputsMissing`,
-    :class:`advlib.config.ProfileError`, ``FileNotFoundError`` (a notebook) before any notebook
+    :class:`advlib.profiles.ProfileError`, ``FileNotFoundError`` (a notebook) before any notebook
     runs, and papermill's ``PapermillExecutionError`` when a cell fails."""
     import papermill as pm
     from papermill.engines import papermill_engines
@@ -261,9 +261,9 @@ def run(profile: str, notebooks: list[str] | None = None, overrides: dict[str, A
     overrides = dict(overrides or {})
     sources = notebook_paths(notebooks)
     check_inputs(profile, overrides)
-    params = config.load_profile(profile, **overrides)
-    run_name = config.run_name(params)
-    out_dir = config.ROOT / "build" / run_name
+    params = profiles.load_profile(profile, **overrides)
+    run_name = profiles.run_name(params)
+    out_dir = paths.ROOT / "build" / run_name
     out_dir.mkdir(parents=True, exist_ok=True)
     os.environ.update(runtime.environment(params["numerics"], params["threads"]))  # the kernels start pinned
     progress_file = out_dir / "progress.json"
@@ -315,11 +315,11 @@ def end_summary(profile: str, overrides: dict[str, Any] | None = None, strict: b
     (lines, whether everything is within tolerance and every statement holds)."""
     from . import claims, reproducibility
 
-    params = config.load_profile(profile, check=False, **(overrides or {}))
+    params = profiles.load_profile(profile, check=False, **(overrides or {}))
     lines = reproducibility.check(params, raise_on_drift=False)
-    report = config.out_dirs(params)["tables"] / "reproducibility.csv"
+    report = profiles.out_dirs(params)["tables"] / "reproducibility.csv"
     ok = True
-    if report.exists() and config.run_name(params) == params["profile"]:
+    if report.exists() and profiles.run_name(params) == params["profile"]:
         import pandas as pd
 
         ok = bool(pd.read_csv(report)["within"].all())
@@ -368,7 +368,7 @@ def reproduce(profile: str, notebooks: list[str] | None = None, overrides: dict[
     except InputsMissing as e:
         print(e, file=sys.stderr)
         return 2
-    except config.ProfileError as e:
+    except profiles.ProfileError as e:
         print(f"profile error: {e}", file=sys.stderr)
         return 2
     except FileNotFoundError as e:

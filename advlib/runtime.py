@@ -25,6 +25,7 @@ On other processors (ARM: Apple silicon, Graviton) there is nothing to pin: the 
 
 from __future__ import annotations
 
+import contextlib
 import os
 import platform
 import sys
@@ -220,6 +221,84 @@ def numerics_id() -> str:
     pinned = is_x86() and all(os.environ.get(k) == v for k, v in PINNED_ENV.items() if v) and \
         torch_capability() == "AVX2"
     return Numerics("pinned" if pinned else "native", "pinned" if pinned else "native").id
+
+
+# --------------------------------------------------------------------------- device, threads, allocator
+
+
+#: Classifier batch sizes of ``batch_size: 0``. On a 2-core CPU efficientnet-lite0 runs about
+#: 3x faster at batch 4 than at batch 64 (cache effects; BENCHMARKS.md), on a GPU large batches win.
+CPU_BATCH, GPU_BATCH = 4, 128
+
+
+def auto_batch_size(device: str) -> int:
+    """The batch size ``0`` stands for on ``device`` ('cpu', 'cuda' or 'auto')."""
+    return CPU_BATCH if resolve_device(device) == "cpu" else GPU_BATCH
+
+
+_ALLOCATOR_TUNED = False
+
+
+def tune_allocator() -> bool:
+    """Keep large freed blocks in the process for CPU inference (glibc only, once per process).
+
+    glibc maps every allocation above its (dynamic) mmap threshold afresh and returns freed heap
+    above its trim threshold to the OS, so the classifier's activations and the operations'
+    buffers page-fault again batch after batch until the dynamic thresholds settle. Raising
+    both thresholds (``mallopt``: mmap 32 MiB, trim 256 MiB) made a first
+    :func:`advlib.features.top5_under_ops` pass over 32 photos 2-6% faster on 2 CPU cores,
+    later passes 1-2% (BENCHMARKS.md). Skipped when ``MALLOC_MMAP_THRESHOLD_`` / ``MALLOC_TRIM_THRESHOLD_`` or
+    ``ADVLIB_NO_MALLOPT`` are set, or off glibc. Returns whether the thresholds were set.
+    """
+    global _ALLOCATOR_TUNED
+    if _ALLOCATOR_TUNED:
+        return True
+    if any(k in os.environ for k in ("MALLOC_MMAP_THRESHOLD_", "MALLOC_TRIM_THRESHOLD_", "ADVLIB_NO_MALLOPT")):
+        return False
+    try:
+        import ctypes
+
+        libc = ctypes.CDLL("libc.so.6")
+        m_trim_threshold, m_mmap_threshold = -1, -3
+        ok = libc.mallopt(m_mmap_threshold, 32 << 20) == 1 and libc.mallopt(m_trim_threshold, 256 << 20) == 1
+    except (OSError, AttributeError):
+        return False
+    _ALLOCATOR_TUNED = ok
+    return ok
+
+
+@contextlib.contextmanager
+def torch_threads(n: int | None):
+    """``torch.set_num_threads(n)`` for a block (None: unchanged), restored after.
+
+    Small networks trained on the CPU (the stats-CNN, the fine-tuned head of the raw-image
+    baseline) run faster on one intra-op thread: OpenMP's second thread mostly waits.
+    """
+    import numpy as np
+    import torch
+
+    if n is None:
+        yield
+        return
+    if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 1:
+        raise ValueError(f"num_threads must be None or an integer >= 1, got {n!r}")
+    before = torch.get_num_threads()
+    torch.set_num_threads(int(n))
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
+def resolve_device(device: str) -> str:
+    """'auto' -> 'cuda' when available, else 'cpu'; 'cuda' without a GPU is an error."""
+    import torch
+
+    if device == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if device == "cuda" and not torch.cuda.is_available():
+        raise RuntimeError("device 'cuda' was asked for but torch sees no CUDA GPU")
+    return device
 
 
 # --------------------------------------------------------------------------- progress of long loops

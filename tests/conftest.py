@@ -7,7 +7,7 @@ os.environ.setdefault("MPLBACKEND", "Agg")
 import pytest
 import torch
 
-from advlib import data, models
+from advlib import corpora, models
 
 
 @pytest.fixture(scope="session")
@@ -19,8 +19,8 @@ def classifier():
 @pytest.fixture(scope="session")
 def imagenet_samples():
     """The 20 labelled ImageNet validation samples of the foolbox wheel: (images, labels, items)."""
-    items = [it for it in data.demo_items(1) if it.label_source == "imagenet"]
-    images, ok, failures = data.read_images(items)
+    items = [it for it in corpora.demo_items(1) if it.label_source == "imagenet"]
+    images, ok, failures = corpora.read_images(items)
     assert not failures
     return images, torch.tensor([it.label for it in ok]), ok
 

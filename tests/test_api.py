@@ -12,6 +12,7 @@ import pytest
 import torch
 
 import advlib
+from advlib.images import load_image
 
 README = advlib.load_profile.__globals__["ROOT"] / "README.md"
 
@@ -28,9 +29,9 @@ def _snippet(heading: str) -> str:
 @pytest.fixture(scope="module")
 def paths():
     """Eight real photos as files: the labelled ImageNet samples shipped in the foolbox wheel."""
-    from advlib import data
+    from advlib import corpora
 
-    photos = [p for p in data.demo_photos() if p.package == "foolbox" and "imagenet" in str(p.path)]
+    photos = [p for p in corpora.demo_photos() if p.package == "foolbox" and "imagenet" in str(p.path)]
     return [str(p.path) for p in photos[:8]]
 
 
@@ -135,13 +136,13 @@ def test_wrap_gives_the_same_predictions(paths):
 
 
 def test_extending_advlib(paths, tmp_path, monkeypatch):
-    from advlib import attacks, config, data, detect, models
+    from advlib import attacks, corpora, detect, models
 
     from advlib import ops
 
     registries = ((attacks.ATTACKS, "l2_pgd"), (detect.DETECTORS, "logreg"), (detect.PARAM_GRIDS, "logreg"),
                   (ops.OPERATIONS, "jpeg_20"), (models.CLASSIFIERS, "mobilenet_v3_large"),
-                  (models.CLASSIFIERS, "my_lite0"), (data.CORPORA, "my_photos"))
+                  (models.CLASSIFIERS, "my_lite0"), (corpora.CORPORA, "my_photos"))
     assert not any(key in reg for reg, key in registries)
     (tmp_path / "my_photos" / "sub").mkdir(parents=True)  # the snippet's corpus folder: two real photos
     shutil.copy(paths[0], tmp_path / "my_photos" / "a.jpg")
@@ -159,14 +160,12 @@ def test_extending_advlib(paths, tmp_path, monkeypatch):
         for names in ops.GROUPS.values():
             if "jpeg_20" in names:
                 names.remove("jpeg_20")
-        if "my_photos" in config.CORPUS_NAMES:
-            config.CORPUS_NAMES.remove("my_photos")
 
 
 def _use_the_new_classifier_and_corpus(paths):
-    from advlib import config, data, dataset, models
+    from advlib import dataset, models, profiles
 
-    p = config.load_profile("smoke", classifiers=["mobilenet_v3_large"], corpus="my_photos")  # names accepted
+    p = profiles.load_profile("smoke", classifiers=["mobilenet_v3_large"], corpus="my_photos")  # names accepted
     weights = models.weights_file("mobilenet_v3_large")
     assert weights.name == "mobilenet_v3_large-8738ca79.pth" and "~" not in str(weights)
     if not weights.exists():  # nothing is downloaded: the message names the file to provide
@@ -175,7 +174,7 @@ def _use_the_new_classifier_and_corpus(paths):
     items = dataset.candidate_items(dataset.DatasetSpec.from_profile(p))
     assert sorted(it.image_id for it in items) == ["a", "sub_b"]
     assert {it.label_source for it in items} == {"top1"} and len({it.source for it in items}) == 2
-    assert torch.equal(data.load_image(items[0].path), advlib.load_images([items[0].path])[0])
+    assert torch.equal(load_image(items[0].path), advlib.load_images([items[0].path])[0])
     # a registered classifier with real weights: the shipped EfficientNet-Lite0 under another name
     lite = models.CLASSIFIERS["efficientnet_lite0"]
     models.register_classifier("my_lite0", lite.build, models.weights_file("efficientnet_lite0"),

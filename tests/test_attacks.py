@@ -8,7 +8,8 @@ import torch
 
 from advlib.attacks import (ATTACKS, AttackSpec, TargetedProbability, TopKMisclassification, _success, _Tracker,
                             is_adversarial, perturbation_norms, run_attack, save_roundtrip, target_labels)
-from advlib.data import demo_items, load_image, read_images
+from advlib.corpora import demo_items, read_images
+from advlib.images import load_image
 from advlib.models import load_classifier, predict_topk
 from advlib.store import save_image
 

@@ -16,7 +16,8 @@ import pytest
 import torch
 
 import advlib
-from advlib import cli, config, data, models, store
+from advlib import cli, corpora, models, paths, profiles, runtime, store
+from advlib.images import load_image
 from advlib.scan import files as scan_files, report as scan_report, shipped
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
@@ -41,7 +42,7 @@ def corpus(tmp_path_factory, classifier):
     root = tmp_path_factory.mktemp("cli")
     folder = root / "photos"
     (folder / "sub" / "deeper").mkdir(parents=True)
-    photos = [p for p in data.demo_photos() if p.package == "foolbox" and "imagenet" in str(p.path)][:N_TRAIN]
+    photos = [p for p in corpora.demo_photos() if p.package == "foolbox" and "imagenet" in str(p.path)][:N_TRAIN]
     x = advlib.load_images([str(p.path) for p in photos])
     out = advlib.attack("fgsm", classifier, x)  # adversarial versions of all 8 to fit on, 3 of them in the folder
     assert out.success_saved.all(), "FGSM failed on a confident ImageNet sample"
@@ -52,7 +53,7 @@ def corpus(tmp_path_factory, classifier):
     for i in range(N_ADV):
         shutil.copy(photos[i].path, originals[i])
         store.save_image(out.adversarial[i], adversarial[i], quality=quality)
-    skimage = {p.source_id: p.path for p in data.demo_photos() if p.package == "scikit-image"}
+    skimage = {p.source_id: p.path for p in corpora.demo_photos() if p.package == "scikit-image"}
     shutil.copy(skimage["skimage_chelsea"], folder / "chelsea.png")  # not 224x224: resized and cropped
     shutil.copy(skimage["skimage_coffee"], folder / "sub" / "deeper" / "coffee.png")
     jpeg = Path(photos[3].path).read_bytes()
@@ -171,7 +172,7 @@ def test_scan_corrects_flagged_files(corpus, classifier, tmp_path, monkeypatch):
     x = advlib.load_images([r["path"]])
     fixed, qf = advlib.correct_images(classifier, x, strategy="min", batch_size=4)
     assert int(r["corrected_qf"]) == int(qf[0])
-    assert torch.equal(data.load_image(r["corrected_path"]), fixed[0])  # the file holds the corrected pixels
+    assert torch.equal(load_image(r["corrected_path"]), fixed[0])  # the file holds the corrected pixels
     assert int(r["voted_label"]) == int(advlib.correct_labels(classifier, x, batch_size=4)[0, 0])
     # rerun: every file is in the report (nothing recomputed) and the corrected copies are not scanned
     assert cli.main(args) == 0
@@ -208,7 +209,7 @@ def test_check_profile(tmp_path, capsys):
     assert cli.main(["check-profile", "smoke"]) == 0
     assert "profile: smoke" in capsys.readouterr().out
     typo = tmp_path / "typo.yaml"
-    typo.write_text((config.PARAMS_DIR / "smoke.yaml").read_text().replace("\nseed:", "\nsead:"))
+    typo.write_text((paths.PARAMS_DIR / "smoke.yaml").read_text().replace("\nseed:", "\nsead:"))
     assert cli.main(["check-profile", str(typo)]) == 2
     assert "unknown key 'sead'" in capsys.readouterr().err
 
@@ -218,7 +219,7 @@ def test_reproduce_names_missing_inputs_before_any_notebook(capsys, monkeypatch)
 
     if models.weights_file("resnet50").exists():
         pytest.skip("resnet50 weights are on this machine")
-    build = config.ROOT / "build" / config.run_name(config.load_profile("smoke", classifiers=["resnet50"]))
+    build = paths.ROOT / "build" / profiles.run_name(profiles.load_profile("smoke", classifiers=["resnet50"]))
     existed = build.exists()
     assert cli.main(["reproduce", "smoke", "--set", "classifiers=[resnet50]", "01_dataset"]) == 2
     err = capsys.readouterr().err
@@ -227,7 +228,7 @@ def test_reproduce_names_missing_inputs_before_any_notebook(capsys, monkeypatch)
     assert build.exists() == existed  # no notebook ran
     assert run.main(["smoke", "--set", "classifiers=[resnet50]"]) == 2  # python -m advlib.run: the same check
     assert "resnet50" in capsys.readouterr().err
-    monkeypatch.delenv(config.IMAGENET_ENV, raising=False)
+    monkeypatch.delenv(paths.IMAGENET_ENV, raising=False)
     missing = run.missing_inputs("paper")
     assert any("ImageNet validation folder" in m for m in missing)
     assert sum("weights" in m for m in missing) >= 4  # vgg16, vgg19, resnet18, resnet50 all named at once
@@ -275,12 +276,12 @@ def make_scan_example(folder: Path) -> None:
     """The README's "Scan a folder" example: six photos shipped in the foolbox wheel, as they are,
     and their PGD versions (``advlib.attack``, kept when adversarial after saving) saved as
     notebook 01 saves them (JPEG quality 100)."""
-    photos = [str(p.path) for p in data.demo_photos() if p.package == "foolbox" and "imagenet" in str(p.path)][:6]
+    photos = [str(p.path) for p in corpora.demo_photos() if p.package == "foolbox" and "imagenet" in str(p.path)][:6]
     (folder / "adversarial").mkdir(parents=True, exist_ok=True)
     for p in photos:
         shutil.copy(p, folder / Path(p).name)
     clf = advlib.load_classifier("efficientnet_lite0")
-    with config.torch_threads(2):  # as the demo's attack_threads: the same files on any machine
+    with runtime.torch_threads(2):  # as the demo's attack_threads: the same files on any machine
         out = advlib.attack("pgd", clf, advlib.load_images(photos))
     for i in np.flatnonzero(out.success_saved):
         store.save_image(out.adversarial[i], folder / "adversarial" / f"pgd_{Path(photos[i]).stem}.jpg", quality=100)
@@ -294,7 +295,7 @@ def test_readme_scan_example_with_the_shipped_detector(tmp_path, monkeypatch):
     make_scan_example(Path("scan_example"))
     assert cli.main(["scan", "scan_example", "--out", "scan_example.csv", "--device", "cpu", "--quiet"]) == 0
     got = {Path(r["path"]).relative_to("scan_example").as_posix(): r for r in _rows("scan_example.csv")}
-    text = (config.ROOT / "README.md").read_text()
+    text = (paths.ROOT / "README.md").read_text()
     section = text[text.index("## Scan a folder"):text.index("## Extending advlib")]
     table = re.findall(r"^\| ((?:adversarial/)?\S+\.jpg) \| ([^|]+) \| ([0-9.]+) \| (True|False) \|", section, re.M)
     assert len(table) == len(got) == 12

@@ -10,15 +10,16 @@ import pytest
 import torch
 from PIL import Image
 
-from advlib import attacks, config, data, dataset, models, store
+from advlib import attacks, dataset, models, paths, profiles, store
+from advlib.images import load_image
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture()
 def params(tmp_path, monkeypatch):
-    monkeypatch.setattr(config, "ROOT", tmp_path)
-    p = config.load_profile("smoke")
+    monkeypatch.setattr(paths, "ROOT", tmp_path)
+    p = profiles.load_profile("smoke")
     p.update(profile="pytest", n_candidates=4, n_normal=2, attacks=["fgsm", "bim"], attacks_per_image=0,
              shard_size=1, device="cpu", batch_size=8)
     return p
@@ -106,12 +107,12 @@ def test_build_resume_and_failures(params, tmp_path, model, monkeypatch):
         with Image.open(root / path) as im:
             assert im.format == "JPEG"
     for path, sha in zip(m.path, m.sha256):
-        assert store.pixel_sha256(data.load_image(root / path)) == sha
+        assert store.pixel_sha256(load_image(root / path)) == sha
     # per-image l2 / linf: saved adversarial file against the saved normal image
     src = m.set_index("image_id")
     for _, r in attacked.iterrows():
-        adv_px = data.load_image(root / r.path)[None]
-        norm_px = data.load_image(root / src.loc[r.source_id, "path"])[None]
+        adv_px = load_image(root / r.path)[None]
+        norm_px = load_image(root / src.loc[r.source_id, "path"])[None]
         l2, linf = attacks.perturbation_norms(adv_px, norm_px)
         assert r.l2 == pytest.approx(l2[0]) and r.linf == linf[0]
     # the attempt log: the per-image values are those of each image's last attempt
@@ -176,7 +177,7 @@ def _count_attacks(monkeypatch) -> list[str]:
 
 
 def _run_files(params) -> dict[str, bytes]:
-    run = config.out_dirs(params)["data"]
+    run = profiles.out_dirs(params)["data"]
     return {f: (run / f).read_bytes() for f in ("attacked.csv", "attempts.csv", "manifest.csv")}
 
 
@@ -185,7 +186,7 @@ def test_caches_know_their_parameters(params, monkeypatch):
     dataset.build(_spec(params), progress=False)
     assert sorted(calls) == ["bim", "bim", "fgsm", "fgsm"]
     first = _run_files(params)
-    t1 = dataset.table1(dataset.read_table(config.out_dirs(params)["data"] / "attacked.csv"), params["attacks"])
+    t1 = dataset.table1(dataset.read_table(profiles.out_dirs(params)["data"] / "attacked.csv"), params["attacks"])
     # an unchanged rerun recomputes nothing and writes the same bytes
     calls.clear()
     dataset.build(_spec(params), progress=False)
@@ -194,7 +195,7 @@ def test_caches_know_their_parameters(params, monkeypatch):
     params["attack_options"] = {"fgsm": {"epsilons": [1e-6]}}
     dataset.build(_spec(params), progress=False)
     assert calls == ["fgsm", "fgsm"]
-    t1b = dataset.table1(dataset.read_table(config.out_dirs(params)["data"] / "attacked.csv"), params["attacks"])
+    t1b = dataset.table1(dataset.read_table(profiles.out_dirs(params)["data"] / "attacked.csv"), params["attacks"])
     assert t1b.set_index("attack").loc["fgsm", "success_saved"] == 0 < t1.set_index("attack").loc["fgsm", "success_saved"]
     pd.testing.assert_series_equal(t1b.set_index("attack").loc["bim"], t1.set_index("attack").loc["bim"])
     # going back to the first parameters reuses the first shards (their images were not overwritten)
@@ -215,7 +216,7 @@ def test_caches_know_their_parameters(params, monkeypatch):
 def test_killed_run_resumes_to_the_same_bytes(params, tmp_path, monkeypatch):
     dataset.build(_spec(params), progress=False)
     reference = _run_files(params)
-    monkeypatch.setattr(config, "ROOT", tmp_path / "second")
+    monkeypatch.setattr(paths, "ROOT", tmp_path / "second")
     run_shard, done = dataset.run_shard, []
 
     def killed_after_two(*args, **kwargs):  # the process dies while running the third shard
@@ -235,14 +236,14 @@ def test_killed_run_resumes_to_the_same_bytes(params, tmp_path, monkeypatch):
 
 
 def test_run_name_keeps_changed_parameters_out_of_the_profile_folders(monkeypatch, tmp_path):
-    monkeypatch.setattr(config, "ROOT", tmp_path)
-    p = config.load_profile("smoke")
-    assert config.run_name(p) == "smoke"
-    assert config.out_dirs(p)["tables"] == tmp_path / "tables" / "smoke"
+    monkeypatch.setattr(paths, "ROOT", tmp_path)
+    p = profiles.load_profile("smoke")
+    assert profiles.run_name(p) == "smoke"
+    assert profiles.out_dirs(p)["tables"] == tmp_path / "tables" / "smoke"
     changed = dict(p, attacks_per_image=p["attacks_per_image"] + 1)
-    name = config.run_name(changed)
-    assert name.startswith("smoke-") and name != "smoke" and config.run_name(dict(changed)) == name
-    dirs = config.out_dirs(changed)
+    name = profiles.run_name(changed)
+    assert name.startswith("smoke-") and name != "smoke" and profiles.run_name(dict(changed)) == name
+    dirs = profiles.out_dirs(changed)
     assert dirs["tables"] == tmp_path / "tables" / name and dirs["figures"] == tmp_path / "figures" / name
     assert dirs["data"] == tmp_path / "data" / name
     assert dirs["store"] == tmp_path / "data" / "smoke"  # keyed artefacts are shared by the profile's runs
@@ -272,7 +273,7 @@ def test_png_profile_saves_both_kinds_losslessly(params, tmp_path, model):
     assert len(out["attacked"]) == 1 and out["attacked"].path.iloc[0].endswith(".png")
     first = out["manifest"].image_id.iloc[0]
     item = next(it for it in dataset.candidate_items(_spec(params)) if f"efficientnet_lite0/{it.image_id}" == first)
-    assert torch.equal(data.load_image(root / out["manifest"].path.iloc[0]), data.load_image(item.path, item.crop))
+    assert torch.equal(load_image(root / out["manifest"].path.iloc[0]), load_image(item.path, item.crop))
 
 
 def test_assign_splits_disjoint_and_seeded():

@@ -11,9 +11,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from advlib import config
+from advlib import paths
 
-T = config.ROOT / "tables" / "demo"
+T = paths.ROOT / "tables" / "demo"
 
 
 def _csv(name: str) -> pd.DataFrame:
@@ -267,7 +267,7 @@ def test_cheap_detection_claims():
     assert one_op.tpr_at_5fpr_pct > all38.tpr_at_5fpr_pct  # one operation beats all 38 at 5% FPR
     squeeze = t[t.feature.str.startswith("feature squeezing")].iloc[0]
     assert squeeze.passes == 4 and shipped.auc.iloc[0] > squeeze.auc
-    shipped_dir = config.ROOT / "advlib" / "pretrained" / "efficientnet_lite0"
+    shipped_dir = paths.ROOT / "advlib" / "pretrained" / "efficientnet_lite0"
     meta = json.loads((shipped_dir / "detector.json").read_text())["meta"]
     assert meta == json.loads((T / "detector_cheap.json").read_text())  # the committed detector is the demo run's
     assert meta["feature"] == "prob+shift" and meta["passes"] == 6 and meta["run"] == "demo"

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 import torch
 
-from advlib import data, detect, features
+from advlib import corpora, detect, features
 from advlib.models import MissingWeightsError, predict_topk
 
 JPEG_QUALITIES = (90, 60, 30)
@@ -28,8 +28,8 @@ def real_set(classifier):
     """Images (N, 3, 224, 224) uint8, labels (1 = FGSM), photo index, counting and differences features."""
     import foolbox
 
-    items = data.demo_items(1)[:N_PHOTOS]
-    normal, ok, failures = data.read_images(items)
+    items = corpora.demo_items(1)[:N_PHOTOS]
+    normal, ok, failures = corpora.read_images(items)
     assert not failures and len(ok) == N_PHOTOS
     x = normal.float() / 255
     top1 = predict_topk(classifier, normal, k=1, batch_size=16)[:, 0].clone()  # not an inference tensor

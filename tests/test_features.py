@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from advlib import features, ops
-from advlib.data import demo_items, read_images
+from advlib.corpora import demo_items, read_images
 from advlib.models import predict_topk
 
 PAPER_L = [100, 105, 198, 213, 479]

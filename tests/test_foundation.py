@@ -7,7 +7,8 @@ import pytest
 import torch
 import yaml
 
-from advlib import config, data, models
+from advlib import corpora, models, paths, profiles, runtime
+from advlib.images import ImageReadError, load_image
 from advlib.models import MissingWeightsError
 from advlib.store import pixel_sha256
 
@@ -16,21 +17,21 @@ from advlib.store import pixel_sha256
 
 @pytest.mark.parametrize("name", ["smoke", "demo"])
 def test_shipped_profiles_validate(name):
-    p = config.load_profile(name)
+    p = profiles.load_profile(name)
     assert p["profile"] == name
-    assert set(p) == set(config.SCHEMA)
+    assert set(p) == set(profiles.SCHEMA)
 
 
 def test_paper_profile_needs_imagenet(monkeypatch, tmp_path):
-    monkeypatch.delenv(config.IMAGENET_ENV, raising=False)
-    with pytest.raises(config.ProfileError, match="imagenet_dir"):
-        config.load_profile("paper")
-    monkeypatch.setenv(config.IMAGENET_ENV, str(tmp_path))
-    assert config.load_profile("paper")["imagenet_dir"] == str(tmp_path)
+    monkeypatch.delenv(paths.IMAGENET_ENV, raising=False)
+    with pytest.raises(profiles.ProfileError, match="imagenet_dir"):
+        profiles.load_profile("paper")
+    monkeypatch.setenv(paths.IMAGENET_ENV, str(tmp_path))
+    assert profiles.load_profile("paper")["imagenet_dir"] == str(tmp_path)
 
 
 def _write(tmp_path, **changes):
-    params = yaml.safe_load(config.profile_path("smoke").read_text())
+    params = yaml.safe_load(profiles.profile_path("smoke").read_text())
     params.update(changes)
     path = tmp_path / "bad.yaml"
     path.write_text(yaml.safe_dump(params))
@@ -39,28 +40,28 @@ def _write(tmp_path, **changes):
 
 def test_unknown_key_names_key_and_file(tmp_path):
     path = _write(tmp_path, n_normall=3)
-    with pytest.raises(config.ProfileError) as e:
-        config.load_profile(path)
+    with pytest.raises(profiles.ProfileError) as e:
+        profiles.load_profile(path)
     assert "n_normall" in str(e.value) and str(path) in str(e.value)
 
 
 def test_wrong_type_names_key_and_file(tmp_path):
     path = _write(tmp_path, n_normal="many")
-    with pytest.raises(config.ProfileError) as e:
-        config.load_profile(path)
+    with pytest.raises(profiles.ProfileError) as e:
+        profiles.load_profile(path)
     assert "'n_normal'" in str(e.value) and str(path) in str(e.value)
-    with pytest.raises(config.ProfileError, match="'classifiers'"):
-        config.load_profile(_write(tmp_path, classifiers=[1, 2]))
+    with pytest.raises(profiles.ProfileError, match="'classifiers'"):
+        profiles.load_profile(_write(tmp_path, classifiers=[1, 2]))
 
 
 def test_missing_path_names_key(tmp_path):
     path = _write(tmp_path, corpus="imagenet", imagenet_dir=str(tmp_path / "nowhere"))
-    with pytest.raises(config.ProfileError, match="imagenet_dir.*nowhere"):
-        config.load_profile(path)
+    with pytest.raises(profiles.ProfileError, match="imagenet_dir.*nowhere"):
+        profiles.load_profile(path)
 
 
 def test_cli_reports_profile_error(tmp_path, capsys):
-    assert config.main([str(_write(tmp_path, seed=1.5))]) == 1
+    assert profiles.main([str(_write(tmp_path, seed=1.5))]) == 1
     assert "'seed'" in capsys.readouterr().err
 
 
@@ -108,7 +109,7 @@ def test_unknown_classifier():
 def test_load_image_preprocesses_to_224(imagenet_samples):
     images, _, items = imagenet_samples
     assert images.dtype == torch.uint8 and images.shape[1:] == (3, 224, 224)
-    crops = {c: data.load_image(items[0].path, c) for c in ("center256", "tl256", "center320")}
+    crops = {c: load_image(items[0].path, c) for c in ("center256", "tl256", "center320")}
     assert all(c.shape == (3, 224, 224) for c in crops.values())
     assert not torch.equal(crops["center256"], crops["tl256"])
 
@@ -118,14 +119,14 @@ def test_224_file_taken_as_is(tmp_path, imagenet_samples):
 
     img = imagenet_samples[0][0]
     save_image(img, tmp_path / "x.png")
-    assert torch.equal(data.load_image(tmp_path / "x.png"), img)
+    assert torch.equal(load_image(tmp_path / "x.png"), img)
 
 
 def test_unreadable_image_names_file(tmp_path):
     bad = tmp_path / "broken.jpg"
     bad.write_bytes(b"this is not a jpeg")
-    with pytest.raises(data.ImageReadError, match="broken.jpg"):
-        data.load_image(bad)
+    with pytest.raises(ImageReadError, match="broken.jpg"):
+        load_image(bad)
 
 
 def _imagenet_like(tmp_path, imagenet_samples, flat: bool):
@@ -155,9 +156,9 @@ def _imagenet_like(tmp_path, imagenet_samples, flat: bool):
 @pytest.mark.parametrize("flat", [False, True])
 def test_imagenet_reader_both_layouts_reports_corrupt(tmp_path, imagenet_samples, flat):
     root = _imagenet_like(tmp_path, imagenet_samples, flat)
-    items = data.imagenet_items(root)
+    items = corpora.imagenet_items(root)
     assert len(items) == 5
-    images, ok, failures = data.read_images(items)
+    images, ok, failures = corpora.read_images(items)
     assert len(ok) == 4 and images.shape == (4, 3, 224, 224)
     assert len(failures) == 1 and "ILSVRC2012_val_00000099.JPEG" in failures[0][1]
     if flat:
@@ -170,11 +171,11 @@ def test_imagenet_reader_both_layouts_reports_corrupt(tmp_path, imagenet_samples
 def test_flat_folder_without_labels_explains(tmp_path):
     (tmp_path / "ILSVRC2012_val_00000001.JPEG").write_bytes(b"x")
     with pytest.raises(FileNotFoundError, match="val.txt"):
-        data.imagenet_items(tmp_path)
+        corpora.imagenet_items(tmp_path)
 
 
 def test_demo_corpus_has_100_inputs_with_sources():
-    items = data.demo_items(4)
+    items = corpora.demo_items(4)
     assert len(items) >= 100
     assert len({it.image_id for it in items}) == len(items)
     assert len({it.source for it in items}) >= 25
@@ -190,19 +191,19 @@ ORIGINAL_PHOTOS = [f"foolbox_imagenet_{i:02d}_{label}" for i, label in enumerate
 
 
 def test_demo_photos_60_distinct_real_photos_with_licences():
-    photos = data.demo_photos()
+    photos = corpora.demo_photos()
     assert len(photos) >= 60
     assert [p.source_id for p in photos[:len(ORIGINAL_PHOTOS)]] == ORIGINAL_PHOTOS
     assert len({p.source_id for p in photos}) == len(photos)
     assert len({Path(p.path).resolve() for p in photos}) == len(photos)
     hashes = set()
     for p in photos:
-        image = data.load_image(p.path)
+        image = load_image(p.path)
         assert image.shape == (3, 224, 224) and image.dtype == torch.uint8, p.source_id
         assert p.package and p.licence, p.source_id
         hashes.add(pixel_sha256(image))
     assert len(hashes) == len(photos), "two demo photos have identical centre crops"
-    items = data.demo_items(2)
+    items = corpora.demo_items(2)
     assert len(items) == 2 * len(photos)
     assert all(it.package and it.licence for it in items)
     assert {it.source: it.licence for it in items} == {p.source_id: p.licence for p in photos}
@@ -211,56 +212,58 @@ def test_demo_photos_60_distinct_real_photos_with_licences():
 def test_select_normal_and_manifest(classifier, imagenet_samples):
     images, labels, items = imagenet_samples
     top5 = models.predict_topk(classifier, images, 5)
-    keep = data.select_normal(top5, list(items))
+    keep = corpora.select_normal(top5, list(items))
     assert keep.sum() == (top5 == labels[:, None]).any(1).sum().item()
-    df = data.manifest(items, images)
+    df = corpora.manifest(items, images)
     assert len(df) == len(items) and df["sha256"].str.len().eq(64).all()
     assert df["sha256"].nunique() == len(items)
 
 
 def test_batch_size_auto_and_negative(tmp_path):
-    expected = config.CPU_BATCH if config.resolve_device("auto") == "cpu" else config.GPU_BATCH
-    assert config.load_profile("smoke")["batch_size"] == expected
-    with pytest.raises(config.ProfileError, match="'batch_size'"):
-        config.load_profile(_write(tmp_path, batch_size=-1))
+    expected = runtime.CPU_BATCH if runtime.resolve_device("auto") == "cpu" else runtime.GPU_BATCH
+    assert profiles.load_profile("smoke")["batch_size"] == expected
+    with pytest.raises(profiles.ProfileError, match="'batch_size'"):
+        profiles.load_profile(_write(tmp_path, batch_size=-1))
 
 
 def test_load_profile_with_overrides():
     from advlib import run
 
-    p = config.load_profile("smoke", attacks_per_image=1, seed=3)
+    p = profiles.load_profile("smoke", attacks_per_image=1, seed=3)
     assert (p["attacks_per_image"], p["seed"]) == (1, 3)
-    assert config.run_name(p).startswith("smoke-") and config.run_name(config.load_profile("smoke")) == "smoke"
-    with pytest.raises(config.ProfileError, match="override of unknown key 'atacks'"):
-        config.load_profile("smoke", atacks=["fgsm"])
-    with pytest.raises(config.ProfileError, match="key 'seed' must be int"):
-        config.load_profile("smoke", seed="zero")
+    assert profiles.run_name(p).startswith("smoke-") and profiles.run_name(profiles.load_profile("smoke")) == "smoke"
+    with pytest.raises(profiles.ProfileError, match="override of unknown key 'atacks'"):
+        profiles.load_profile("smoke", atacks=["fgsm"])
+    with pytest.raises(profiles.ProfileError, match="key 'seed' must be int"):
+        profiles.load_profile("smoke", seed="zero")
     assert run.parse_args(["demo", "01_dataset", "--set", "attacks_per_image=1", "--set", "attacks=[fgsm, pgd]"]) == \
         ("demo", ["01_dataset"], {"attacks_per_image": 1, "attacks": ["fgsm", "pgd"]})
     with pytest.raises(ValueError, match="KEY=VALUE"):
         run.parse_args(["demo", "--set", "oops"])
 
 
-def test_corpora_registry_matches_the_profile_check():
-    assert set(data.CORPORA) == set(config.CORPUS_NAMES)
-    with pytest.raises(config.ProfileError, match="key 'corpus' must be one of"):
-        config.load_profile("smoke", corpus="flickr")
+def test_corpora_registry_is_the_profile_check():
+    for name in corpora.CORPORA:
+        if name != "imagenet":  # needs a folder
+            assert profiles.load_profile("smoke", corpus=name)["corpus"] == name
+    with pytest.raises(profiles.ProfileError, match="unknown corpus 'flickr' \\(known: demo, imagenet"):
+        profiles.load_profile("smoke", corpus="flickr")
 
 
 def test_profiles_name_components_with_their_options():
-    q = config.load_profile("smoke", attacks={"pgd": {"epsilons": ["4/255", 0.1]}, "fgsm": None},
+    q = profiles.load_profile("smoke", attacks={"pgd": {"epsilons": ["4/255", 0.1]}, "fgsm": None},
                             detectors={"svm": {"grid": {"C": [1.0]}}, "lda": None})
     assert q["attacks"] == ["pgd", "fgsm"] and q["attack_options"] == {"pgd": {"epsilons": [4 / 255, 0.1]}}
     assert q["detectors"] == ["svm", "lda"] and q["detector_grids"] == {"svm": {"C": [1.0]}}
     # the committed profiles use the nested form; as flat lists they mean the same
-    flat = config.load_profile("smoke", attacks=["bim", "pgd", "gradient", "fgsm"],
+    flat = profiles.load_profile("smoke", attacks=["bim", "pgd", "gradient", "fgsm"],
                                detectors=["svm", "random_forest", "lda", "mlp"])
-    assert flat == config.load_profile("smoke") and config.run_name(flat) == "smoke"
+    assert flat == profiles.load_profile("smoke") and profiles.run_name(flat) == "smoke"
     for bad, match in [({"attacks": {"pgd": {"epsilon": [0.1]}}}, r"attack 'pgd': unknown option\(s\) \['epsilon'\]"),
                        ({"attacks": ["pgdd"]}, "unknown attack 'pgdd'"),
                        ({"detectors": {"svm": {"grid": {"CC": [1]}}}}, r"unknown grid parameter\(s\) \['CC'\]"),
                        ({"detectors": {"svm": {"C": [1]}}}, "only a 'grid' mapping"),
                        ({"attacks": {"pgd": {"epsilons": [0.1]}}, "attack_options": {"pgd": {"epsilons": [0.2]}}},
                         "given in both")]:
-        with pytest.raises(config.ProfileError, match=match):
-            config.load_profile("smoke", **bad)
+        with pytest.raises(profiles.ProfileError, match=match):
+            profiles.load_profile("smoke", **bad)

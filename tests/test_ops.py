@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from advlib import ops
-from advlib.data import demo_items, read_images
+from advlib.corpora import demo_items, read_images
 
 
 @pytest.fixture(scope="module")

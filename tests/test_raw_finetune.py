@@ -12,7 +12,7 @@ import pytest
 import torch
 from sklearn.base import clone
 
-from advlib import attacks, data, raw_finetune
+from advlib import attacks, corpora, raw_finetune
 from advlib.models import predict_topk
 from advlib.raw_finetune import ACTIVATION_CACHE, ActivationCache, FineTunedEfficientNet
 
@@ -24,7 +24,7 @@ pytestmark = pytest.mark.usefixtures("one_torch_thread")
 @pytest.fixture(scope="module")
 def real_pairs(classifier):
     """(train images, train labels, dev images, dev labels): normal photos and their FGSM versions."""
-    normal, ok, failures = data.read_images(data.demo_items(1)[:N_PHOTOS])
+    normal, ok, failures = corpora.read_images(corpora.demo_items(1)[:N_PHOTOS])
     assert not failures and len(ok) == N_PHOTOS
     top1 = predict_topk(classifier, normal, 5, 4)[:, 0]
     adv = attacks.run_attack("fgsm", classifier, normal, top1, epsilons=(8 / 255,)).adversarial

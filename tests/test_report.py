@@ -4,9 +4,9 @@ without touching the caller's matplotlib settings."""
 import matplotlib
 import pandas as pd
 
-from advlib import attacks, config, report
+from advlib import attacks, paths, report
 
-T = config.ROOT / "tables" / "demo"
+T = paths.ROOT / "tables" / "demo"
 
 
 def test_figures_return_saved_figures_and_keep_global_state(tmp_path):

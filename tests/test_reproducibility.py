@@ -4,9 +4,9 @@
 import pandas as pd
 import pytest
 
-from advlib import config, reproducibility as rep
+from advlib import paths, profiles, reproducibility as rep
 
-DEMO = config.ROOT / "tables" / "demo"
+DEMO = paths.ROOT / "tables" / "demo"
 
 
 def _t1() -> pd.DataFrame:
@@ -66,16 +66,16 @@ def test_percentages_are_allowed_the_same_images_of_their_n():
 def test_check_reports_and_strict_raises(tmp_path, monkeypatch):
     """check() writes reproducibility.csv for a run of the demo's parameters; beyond the tolerance
     it only reports unless strict (ADVLIB_STRICT or the profile's strict_reference)."""
-    demo_yaml = (config.PARAMS_DIR / "demo.yaml").read_text()
-    monkeypatch.setattr(config, "ROOT", tmp_path)
+    demo_yaml = (paths.PARAMS_DIR / "demo.yaml").read_text()
+    monkeypatch.setattr(paths, "ROOT", tmp_path)
     (tmp_path / "params").mkdir()
     (tmp_path / "params" / "demo.yaml").write_text(demo_yaml)
-    monkeypatch.setattr(config, "PARAMS_DIR", tmp_path / "params")
+    monkeypatch.setattr(paths, "PARAMS_DIR", tmp_path / "params")
     ref_dir = tmp_path / "tests" / "reference" / "demo"
     ref_dir.mkdir(parents=True)
     _t1().to_csv(ref_dir / "table1_attack_success.csv", index=False)
-    params = config.load_profile("demo", check=False)
-    tables = config.out_dirs(params)["tables"]
+    params = profiles.load_profile("demo", check=False)
+    tables = profiles.out_dirs(params)["tables"]
     far = _t1()
     far.loc[far.attack == "pgd", "success_saved"] += 10
     far.to_csv(tables / "table1_attack_success.csv", index=False)

@@ -9,7 +9,7 @@ from ..store import check_images
 
 
 def _device(device: str | torch.device) -> torch.device:
-    from ..config import resolve_device
+    from ..runtime import resolve_device
 
     return torch.device(resolve_device(device) if isinstance(device, str) else device)
 

@@ -107,7 +107,7 @@ class _TorchDetector(BaseEstimator, ClassifierMixin):
         Sets ``best_epoch_`` (1-based), ``dev_accuracy_`` (None without dev) and ``history_``
         (one dict per epoch: train loss and accuracy, dev accuracy).
         """
-        from ..config import torch_threads
+        from ..runtime import torch_threads
 
         with torch_threads(self._fit_threads if _device(self.device).type == "cpu" else None):
             return self._fit(X, y, X_dev, y_dev)

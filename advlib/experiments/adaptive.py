@@ -33,7 +33,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from .. import config
+from .. import paths, runtime
 from ..detect import detector_scores
 
 #: The attacks of the sweep: name -> (adaptive?, what it targets, description).
@@ -75,7 +75,7 @@ class Defences:
         def what(det) -> dict:  # the detector itself, not the name or parameters of the run that saved it
             return {k: v for k, v in det.describe().items() if k not in ("run", "params_hash")}
 
-        return config.fingerprint(what(self.paper), what(self.cheap), float(self.squeezing.threshold_),
+        return paths.fingerprint(what(self.paper), what(self.cheap), float(self.squeezing.threshold_),
                                   self.heuristic_qfs, self.groups)
 
     def judge(self, images: torch.Tensor, labels: np.ndarray) -> dict[str, np.ndarray]:
@@ -139,12 +139,12 @@ def shard(name: str, eps_levels: float, images: torch.Tensor, labels: np.ndarray
 
     from ..runtime import numerics_id
 
-    key = config.fingerprint(name, eps_levels, steps, eot, seed, threads, [pixel_sha256(im) for im in images],
+    key = paths.fingerprint(name, eps_levels, steps, eot, seed, threads, [pixel_sha256(im) for im in images],
                              np.asarray(labels).tolist(), d.key(), numerics_id(), length=10)
     out = folder / name / f"eps{eps_levels:g}-{key}.csv"
     if out.exists():
         return read_table(out)
-    with config.torch_threads(threads or None):
+    with runtime.torch_threads(threads or None):
         outcome = run_attack(name, d.classifier, images, labels, eps_levels, d, steps=steps, eot=eot, seed=seed,
                              batch_size=batch_size) if name != "none" else None
     if outcome is None:

@@ -142,7 +142,8 @@ def quality_after_correction(d: Data, root, qfs: dict[str, np.ndarray], batch: i
     ``qfs`` maps a method name to the QF used per manifest row (a fixed QF or the heuristic's).
     """
     from .. import correct
-    from ..dataset import _quality, load_images
+    from ..dataset import load_images
+    from ..images import psnr_ssim
 
     m = d.manifest
     path_of = dict(zip(m["image_id"], m["path"]))
@@ -155,7 +156,7 @@ def quality_after_correction(d: Data, root, qfs: dict[str, np.ndarray], batch: i
         for method, qf in qfs.items():
             corrected = correct.jpeg_correct(x, qf[r])
             for i in range(len(r)):
-                psnr, ssim = _quality(corrected[i], src[i])
+                psnr, ssim = psnr_ssim(corrected[i], src[i])
                 rows.append({"method": method, "image_id": m["image_id"].iat[r[i]], "psnr": psnr, "ssim": ssim})
     return pd.DataFrame(rows)
 

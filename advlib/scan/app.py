@@ -21,7 +21,7 @@ DEFAULT_REPORT = "scan_report.csv"
 def _scan_description() -> str:
     shipped = shipped_detectors()
     text = ("Scan image files and folders (recursively) for adversarial images. Each image is prepared as "
-            "advlib.data.load_image does: 224x224 files as they are (adversarial files keep their noise), "
+            "advlib.images.load_image does: 224x224 files as they are (adversarial files keep their noise), "
             "others resized to 256 and centre-cropped to 224. The detector is the paper's (Sect. 4): the "
             "classifier's outputs (its top-5 labels, or the probability of its top-1 label and the shift of its "
             "softmax vector) before and after image processing operations, as features of a trained "

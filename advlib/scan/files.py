@@ -12,11 +12,11 @@ from . import UsageError
 
 def find_images(paths: Sequence[str], exclude: Iterable[str | os.PathLike] = ()) -> list[str]:
     """The files to scan, in a fixed order: each PATH in turn, a folder's image files
-    (suffixes of :data:`advlib.data.IMAGE_SUFFIXES`, hidden files and folders skipped) sorted by
+    (suffixes of :data:`advlib.images.IMAGE_SUFFIXES`, hidden files and folders skipped) sorted by
     path, recursively. Paths are normalised (``os.path.normpath``), duplicates dropped; files
     under ``exclude`` (the report, the corrected copies) are left out. :class:`UsageError` names
     a PATH that does not exist."""
-    from ..data import image_files
+    from ..images import image_files
 
     skip = [Path(e).resolve() for e in exclude]
     found: dict[str, None] = {}

@@ -32,9 +32,9 @@ class Scanner:
         return self.names[label] if 0 <= label < len(self.names) else ""
 
     def read(self, paths: Sequence[str]) -> tuple[list[str], list, dict[str, str]]:
-        """Read ``paths`` as :func:`advlib.data.load_image` does: (paths read, their uint8
+        """Read ``paths`` as :func:`advlib.images.load_image` does: (paths read, their uint8
         (3, 224, 224) images, {path: error message} of the others)."""
-        from ..data import load_image
+        from ..images import load_image
 
         ok, images, errors = [], [], {}
         for p in paths:
@@ -110,7 +110,7 @@ def load_scanner(classifier: str, detector_dir: str | None, device: str, batch_s
     (:meth:`advlib.Detector.pretrained`) or the one saved in ``detector_dir``
     (:meth:`advlib.Detector.load`). :class:`UsageError` for an unknown classifier or device,
     missing weights, no detector, or a detector of another classifier."""
-    from .. import config, models
+    from .. import models, runtime
     from ..detector import Detector
 
     if classifier not in models.CLASSIFIERS:
@@ -125,8 +125,8 @@ def load_scanner(classifier: str, detector_dir: str | None, device: str, batch_s
                          f"missing; shipped: {shipped}). Pass --detector DIR, a folder written by "
                          "advlib.Detector.save(), or run `make reproduce` (demo) to train the shipped one")
     try:
-        device = config.resolve_device(device)
-        batch_size = batch_size or config.auto_batch_size(device)
+        device = runtime.resolve_device(device)
+        batch_size = batch_size or runtime.auto_batch_size(device)
         clf = models.load_classifier(classifier, device)
         kw = {"batch_size": batch_size, "device": device}
         det = Detector.load(folder, clf, **kw) if detector_dir else Detector.pretrained(clf, **kw)

@@ -1,15 +1,16 @@
-"""Images: loading, ImageNet validation readers, the offline demo corpus, normal-image selection.
+"""Corpora: the candidate input images of a run, and the paper's normal-image selection.
 
-Every image the pipeline works on is a 224x224 RGB uint8 tensor (3, 224, 224), as in the paper:
-larger images get the standard ImageNet preprocessing (shorter side resized to 256 with
-bilinear antialiasing, centre crop 224).
+A corpus (:data:`CORPORA`, a profile's ``corpus``) is a function of the run's
+:class:`advlib.dataset.DatasetSpec` returning :class:`Item` s: ``demo`` (84 real photos shipped
+inside installed packages, :func:`demo_photos`), ``imagenet`` (a validation folder in either
+layout, :func:`imagenet_items`), or one of your own (:func:`register_corpus`, e.g.
+:func:`folder_items`).
 """
 
 from __future__ import annotations
 
 import importlib.util
 import os
-import re
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Callable, Iterable
@@ -17,17 +18,10 @@ from typing import Any, Callable, Iterable
 import numpy as np
 import pandas as pd
 import torch
-from PIL import Image, UnidentifiedImageError
 
-from .store import from_pil as _to_tensor, pixel_sha256
-
-SIZE = 224
-RESIZE = 256
-IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp", ".ppm"}
-
-
-class ImageReadError(OSError):
-    """An image file could not be read; the message names the file."""
+from .images import IMAGE_SUFFIXES, SIZE, ImageReadError, image_files, load_image
+from .runtime import progress as progress_bar
+from .store import pixel_sha256
 
 
 @dataclass
@@ -49,62 +43,14 @@ class Item:
     licence: str = ""  # demo photos: the photo's licence, as the package states it
 
 
-
-
-def _open(path: str | os.PathLike) -> Image.Image:
-    try:
-        im = Image.open(path)
-        im.load()
-    except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as e:
-        raise ImageReadError(f"{path}: cannot read image ({type(e).__name__}: {e})") from e
-    return im.convert("RGB")
-
-
-def resize_crop(im: Image.Image, resize: int = RESIZE, size: int = SIZE, anchor: str = "center") -> Image.Image:
-    """Resize the shorter side to ``resize`` (bilinear, antialiased) and crop ``size`` x ``size``.
-
-    ``anchor`` is ``center`` (torchvision's CenterCrop), ``tl``, ``tr``, ``bl`` or ``br``.
-    """
-    w, h = im.size
-    if w <= h:
-        nw, nh = resize, int(resize * h / w)
-    else:
-        nw, nh = int(resize * w / h), resize
-    im = im.resize((nw, nh), Image.BILINEAR)
-    if anchor == "center":
-        left, top = int(round((nw - size) / 2.0)), int(round((nh - size) / 2.0))
-    else:
-        left = 0 if anchor[1] == "l" else nw - size
-        top = 0 if anchor[0] == "t" else nh - size
-    return im.crop((left, top, left + size, top + size))
-
-
-def load_image(path: str | os.PathLike, crop: str = "center256") -> torch.Tensor:
-    """Read an image file as a uint8 tensor (3, 224, 224).
-
-    A 224x224 file is taken as it is. Others get ``crop``: ``center256`` is the standard
-    ImageNet preprocessing; ``<anchor><resize>`` (e.g. ``tl256``, ``center320``) picks other
-    crops of the same photo. Raises :class:`ImageReadError` naming the file.
-    """
-    im = _open(path)
-    if im.size == (SIZE, SIZE):
-        return _to_tensor(im)
-    m = re.fullmatch(r"(center|tl|tr|bl|br)(\d+)", crop)
-    if not m:
-        raise ValueError(f"unknown crop {crop!r} (e.g. 'center256', 'tl288')")
-    return _to_tensor(resize_crop(im, int(m.group(2)), SIZE, m.group(1)))
-
-
 def read_images(items: list[Item], progress: bool = False) -> tuple[torch.Tensor, list[Item], list[tuple[str, str]]]:
     """Read ``items``; return the (N, 3, 224, 224) uint8 stack, the items read, and failures.
 
     A file that cannot be read does not stop the others: it is returned in ``failures`` as
     ``(path, message)`` for the caller to report.
     """
-    from tqdm.auto import tqdm
-
     images, ok, failures = [], [], []
-    for item in tqdm(items, desc="reading images", disable=not progress):
+    for item in progress_bar(items, desc="reading images", disable=not progress):
         try:
             images.append(load_image(item.path, item.crop))
             ok.append(item)
@@ -287,17 +233,6 @@ def demo_items(crops_per_photo: int = 4) -> list[Item]:
     return items
 
 
-def image_files(root: str | os.PathLike) -> list[str]:
-    """The image files under folder ``root``, recursively: suffixes of :data:`IMAGE_SUFFIXES`,
-    hidden files and folders skipped, sorted by path string."""
-    files = []
-    for folder, dirs, names in os.walk(root):
-        dirs[:] = sorted(d for d in dirs if not d.startswith("."))
-        files += [os.path.join(folder, n) for n in names
-                  if not n.startswith(".") and Path(n).suffix.lower() in IMAGE_SUFFIXES]
-    return sorted(files)
-
-
 def folder_items(root: str | os.PathLike) -> list[Item]:
     """The images of any folder (recursively, sorted), one item per file, each its own source
     photo, without ImageNet labels: the classifier's top-1 is the reference (``label_source``
@@ -313,13 +248,9 @@ def folder_items(root: str | os.PathLike) -> list[Item]:
 def register_corpus(name: str, items: Callable[[Any], list[Item]]) -> None:
     """Add a corpus: ``items(spec)`` returns the candidate :class:`Item` list of a run
     (``spec``: its :class:`advlib.dataset.DatasetSpec`). Profiles may then say ``corpus: name``."""
-    from . import config
-
     if not callable(items):
         raise TypeError(f"register_corpus({name!r}): items must be a function of the DatasetSpec")
     CORPORA[name] = items
-    if name not in config.CORPUS_NAMES:
-        config.CORPUS_NAMES.append(name)
 
 
 # --------------------------------------------------------------------------- normal images

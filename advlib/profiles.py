@@ -1,15 +1,16 @@
-"""Profiles (``params/<name>.yaml``): validated run settings, and the folders results go to.
+"""Profiles (``params/<name>.yaml``): validated run settings, and the name and folders of a run.
 
 A profile is a flat mapping of parameter names to values. The notebooks' ``parameters`` cells
 hold only ``profile`` (a name or a path) and ``overrides`` (a dict of keys to replace), and call
-:func:`load_profile` ``(profile, **overrides)``; papermill injects both. :data:`SCHEMA` lists
-every allowed key with its type; loading a profile checks it and stops with a message naming
-the key and the file.
+:func:`advlib.notebook.setup`, which calls :func:`load_profile` ``(profile, **overrides)``;
+papermill injects both. :data:`SCHEMA` lists every allowed key with its type; loading a profile
+checks it and stops with a message naming the key and the file. A run's name
+(:func:`run_name`) is the profile's unless its parameters differ from the file's, and names its
+folders (:func:`out_dirs`).
 """
 
 from __future__ import annotations
 
-import contextlib
 import os
 import re
 from pathlib import Path
@@ -17,9 +18,9 @@ from typing import Any, Union, get_args, get_origin
 
 import yaml
 
-ROOT = Path(os.environ.get("ADVLIB_ROOT", Path(__file__).resolve().parent.parent))
-PARAMS_DIR = ROOT / "params"
-IMAGENET_ENV = "ADVLIB_IMAGENET_DIR"
+from . import paths
+from .paths import IMAGENET_ENV, fingerprint
+from .runtime import auto_batch_size
 
 #: Every profile key: (type, description). ``None`` in a Union means the key may be null.
 SCHEMA: dict[str, tuple[Any, str]] = {
@@ -71,10 +72,6 @@ SCHEMA: dict[str, tuple[Any, str]] = {
     "adaptive_steps": (int, "notebook 05: PGD steps of every adaptive attack"),
     "adaptive_eot": (int, "notebook 05: operations drawn per step by the EOT attack on the corrections"),
 }
-
-#: Corpus names a profile may use (``advlib.data.CORPORA``; kept here so that loading a profile
-#: imports nothing heavy).
-CORPUS_NAMES = ["demo", "imagenet"]
 
 #: Keys a profile may leave out, with their defaults.
 OPTIONAL: dict[str, Any] = {"attack_options": {}, "detector_grids": {}, "threads": 0, "numerics": "pinned",
@@ -131,37 +128,6 @@ def _components(value: Any, extra: dict, key: str, extra_key: str, source: str) 
     return names, opts
 
 
-def check_components(params: dict[str, Any], source: str = "<parameters>") -> None:
-    """Check the profile's named components against their registries and keyword signatures:
-    every classifier, attack, detector and operation name exists, every attack option is one of the
-    attack's options (``advlib.attacks.ATTACKS[name].options``), every grid parameter one of the
-    detector's (``get_params()``). Raises :class:`ProfileError` naming the key and ``source``.
-    Imports the registries (torch, Foolbox): :func:`load_profile` calls it."""
-    from . import attacks, detect, models, ops
-
-    def known(names, registry: dict, key: str, kind: str) -> None:
-        for name in names:
-            if name not in registry:
-                raise ProfileError(f"{source}: key '{key}': unknown {kind} '{name}' (known: {', '.join(registry)})")
-
-    known(params["classifiers"], models.CLASSIFIERS, "classifiers", "classifier")
-    known(params["attacks"], attacks.ATTACKS, "attacks", "attack")
-    known(params["attack_options"], attacks.ATTACKS, "attack_options", "attack")
-    known(params["detectors"], detect.DETECTORS, "detectors", "detector")
-    known(params["detector_grids"], detect.DETECTORS, "detector_grids", "detector")
-    known(params["ops"] or [], ops.OPERATIONS, "ops", "operation")
-    for name, opts in params["attack_options"].items():
-        unknown = sorted(set(opts) - set(attacks.ATTACKS[name].options))
-        if unknown:
-            raise ProfileError(f"{source}: attack '{name}': unknown option(s) {unknown} "
-                               f"(its options: {', '.join(attacks.ATTACKS[name].options)})")
-    for name, grid in params["detector_grids"].items():
-        if name in ("svm", "random_forest", "lda", "mlp"):  # cheap to build: check the grid's keys
-            unknown = sorted(set(grid) - set(detect.make_detector(name).get_params()))
-            if unknown:
-                raise ProfileError(f"{source}: detector '{name}': unknown grid parameter(s) {unknown}")
-
-
 def _type_name(tp: Any) -> str:
     return getattr(tp, "__name__", None) or str(tp).replace("typing.", "")
 
@@ -210,8 +176,6 @@ def validate(params: dict[str, Any], source: str = "<parameters>") -> dict[str, 
         if set(opts) - {"grid"} or not isinstance(opts.get("grid", {}), dict):
             raise ProfileError(f"{source}: key 'detectors': {name}: only a 'grid' mapping may be given, got {opts!r}")
     out["detector_grids"] = {**out["detector_grids"], **{n: o["grid"] for n, o in grids.items() if "grid" in o}}
-    if out["corpus"] not in CORPUS_NAMES:
-        raise ProfileError(f"{source}: key 'corpus' must be one of {', '.join(map(repr, CORPUS_NAMES))}, got {out['corpus']!r}")
     if out["corpus"] == "imagenet" and not out.get("imagenet_dir"):
         out["imagenet_dir"] = os.environ.get(IMAGENET_ENV)
         if not out["imagenet_dir"]:
@@ -247,76 +211,12 @@ def validate(params: dict[str, Any], source: str = "<parameters>") -> dict[str, 
     return out
 
 
-#: Classifier batch sizes of ``batch_size: 0``. On a 2-core CPU efficientnet-lite0 runs about
-#: 3x faster at batch 4 than at batch 64 (cache effects; BENCHMARKS.md), on a GPU large batches win.
-CPU_BATCH, GPU_BATCH = 4, 128
-
-
-def auto_batch_size(device: str) -> int:
-    """The batch size ``0`` stands for on ``device`` ('cpu', 'cuda' or 'auto')."""
-    return CPU_BATCH if resolve_device(device) == "cpu" else GPU_BATCH
-
-
-_ALLOCATOR_TUNED = False
-
-
-def tune_allocator() -> bool:
-    """Keep large freed blocks in the process for CPU inference (glibc only, once per process).
-
-    glibc maps every allocation above its (dynamic) mmap threshold afresh and returns freed heap
-    above its trim threshold to the OS, so the classifier's activations and the operations'
-    buffers page-fault again batch after batch until the dynamic thresholds settle. Raising
-    both thresholds (``mallopt``: mmap 32 MiB, trim 256 MiB) made a first
-    :func:`advlib.features.top5_under_ops` pass over 32 photos 2-6% faster on 2 CPU cores,
-    later passes 1-2% (BENCHMARKS.md). Skipped when ``MALLOC_MMAP_THRESHOLD_`` / ``MALLOC_TRIM_THRESHOLD_`` or
-    ``ADVLIB_NO_MALLOPT`` are set, or off glibc. Returns whether the thresholds were set.
-    """
-    global _ALLOCATOR_TUNED
-    if _ALLOCATOR_TUNED:
-        return True
-    if any(k in os.environ for k in ("MALLOC_MMAP_THRESHOLD_", "MALLOC_TRIM_THRESHOLD_", "ADVLIB_NO_MALLOPT")):
-        return False
-    try:
-        import ctypes
-
-        libc = ctypes.CDLL("libc.so.6")
-        m_trim_threshold, m_mmap_threshold = -1, -3
-        ok = libc.mallopt(m_mmap_threshold, 32 << 20) == 1 and libc.mallopt(m_trim_threshold, 256 << 20) == 1
-    except (OSError, AttributeError):
-        return False
-    _ALLOCATOR_TUNED = ok
-    return ok
-
-
-@contextlib.contextmanager
-def torch_threads(n: int | None):
-    """``torch.set_num_threads(n)`` for a block (None: unchanged), restored after.
-
-    Small networks trained on the CPU (the stats-CNN, the fine-tuned head of the raw-image
-    baseline) run faster on one intra-op thread: OpenMP's second thread mostly waits.
-    """
-    import numpy as np
-    import torch
-
-    if n is None:
-        yield
-        return
-    if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 1:
-        raise ValueError(f"num_threads must be None or an integer >= 1, got {n!r}")
-    before = torch.get_num_threads()
-    torch.set_num_threads(int(n))
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before)
-
-
 def profile_path(name_or_path: str | os.PathLike) -> Path:
     """``'demo'`` -> ``params/demo.yaml``; an existing path is returned as it is."""
     p = Path(name_or_path)
     if p.suffix in (".yaml", ".yml") or p.exists():
         return p
-    return PARAMS_DIR / f"{name_or_path}.yaml"
+    return paths.PARAMS_DIR / f"{name_or_path}.yaml"
 
 
 def read_raw(name_or_path: str | os.PathLike, overrides: dict[str, Any] | None = None) -> dict[str, Any]:
@@ -336,11 +236,11 @@ def load_profile(name_or_path: str | os.PathLike, *, check: bool = True, **overr
     attacks_per_image=1)``); an unknown key stops with a :class:`ProfileError` naming it. A run
     with overrides writes its results under ``<profile>-<hash>`` (:func:`run_name`), never into
     the profile's own folders. ``check``: also check the named components against their
-    registries (:func:`check_components`; imports torch and Foolbox).
+    registries (:func:`advlib.components.check`; imports torch and Foolbox).
     """
     path = profile_path(name_or_path)
     if not path.exists():
-        known = ", ".join(sorted(p.stem for p in PARAMS_DIR.glob("*.yaml")))
+        known = ", ".join(sorted(p.stem for p in paths.PARAMS_DIR.glob("*.yaml")))
         raise ProfileError(f"{path}: no such profile (known: {known})")
     try:
         params = yaml.safe_load(path.read_text())
@@ -356,29 +256,10 @@ def load_profile(name_or_path: str | os.PathLike, *, check: bool = True, **overr
         source += f" with overrides {', '.join(overrides)}"
     out = validate(params, source=source)
     if check:
-        check_components(out, source)
+        from . import components  # the registries load torch and Foolbox: only when the check is asked for
+
+        components.check(out, source)
     return out
-
-
-def resolve_device(device: str) -> str:
-    """'auto' -> 'cuda' when available, else 'cpu'; 'cuda' without a GPU is an error."""
-    import torch
-
-    if device == "auto":
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    if device == "cuda" and not torch.cuda.is_available():
-        raise RuntimeError("device 'cuda' was asked for but torch sees no CUDA GPU")
-    return device
-
-
-def fingerprint(*parts: Any, length: int = 12) -> str:
-    """A short hex digest of JSON-serialisable ``parts`` (dict keys sorted): the key of a cached
-    artefact, computed from exactly the parameters (and code versions) it depends on."""
-    import hashlib
-    import json
-
-    text = json.dumps(parts, sort_keys=True, default=str, separators=(",", ":"))
-    return hashlib.sha256(text.encode()).hexdigest()[:length]
 
 
 def params_hash(params: dict[str, Any], ignore_prefix: str = "adaptive_") -> str:
@@ -394,20 +275,12 @@ def run_name(params: dict[str, Any]) -> str:
     that differ, so a run with changed parameters never overwrites the profile's committed
     ``tables/<profile>/``. A profile without a file (a custom or test profile) keeps its name."""
     name = params["profile"]
-    path = PARAMS_DIR / f"{name}.yaml"
+    path = paths.PARAMS_DIR / f"{name}.yaml"
     if not path.exists():
         return name
     base = load_profile(path, check=False)
     diff = {k: params.get(k) for k in sorted(set(base) | set(params)) if params.get(k) != base.get(k)}
     return name if not diff else f"{name}-{fingerprint(diff, length=8)}"
-
-
-def store_dir(params: dict[str, Any] | str) -> Path:
-    """``data/<profile>`` (created): the keyed artefacts shared by every run of a profile. Needs
-    only the profile's name, not :func:`run_name` (which reads the profile's file)."""
-    path = ROOT / "data" / (params if isinstance(params, str) else params["profile"])
-    path.mkdir(parents=True, exist_ok=True)
-    return path
 
 
 def out_dirs(params: dict[str, Any] | str) -> dict[str, Path]:
@@ -420,14 +293,14 @@ def out_dirs(params: dict[str, Any] | str) -> dict[str, Path]:
     parameters differ from its file). ``params`` may be a profile name (then ``<run>`` is it).
     """
     run = params if isinstance(params, str) else run_name(params)
-    store = store_dir(params)
+    store = paths.store_dir(params)
     dirs = {
         "store": store,
         "cache": store / "cache",
-        "data": ROOT / "data" / run,
-        "models": ROOT / "data" / run / "models",
-        "tables": ROOT / "tables" / run,
-        "figures": ROOT / "figures" / run,
+        "data": paths.ROOT / "data" / run,
+        "models": paths.ROOT / "data" / run / "models",
+        "tables": paths.ROOT / "tables" / run,
+        "figures": paths.ROOT / "figures" / run,
     }
     for d in dirs.values():
         d.mkdir(parents=True, exist_ok=True)
@@ -435,12 +308,12 @@ def out_dirs(params: dict[str, Any] | str) -> dict[str, Path]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """``python -m advlib.config PROFILE``: validate a profile, print it."""
+    """``python -m advlib.profiles PROFILE``: validate a profile, print it."""
     import sys
 
     args = sys.argv[1:] if argv is None else argv
     if len(args) != 1:
-        print("usage: python -m advlib.config PROFILE_OR_YAML", file=sys.stderr)
+        print("usage: python -m advlib.profiles PROFILE_OR_YAML", file=sys.stderr)
         return 2
     try:
         params = load_profile(args[0])
