@@ -33,7 +33,7 @@ __version__ = "0.1.0"
 
 #: name -> module that defines it
 _EXPORTS = {
-    "Detector": "detector",
+    "Detector": "detect",
     "load_classifier": "api", "wrap": "api", "load_images": "api", "predict_top5": "api",
     "correct_labels": "api", "correct_images": "api", "attack": "api",
     "load_profile": "profiles",

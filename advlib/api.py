@@ -15,7 +15,7 @@ import torch
 from torch import nn
 
 from . import attacks as _attacks, correct as _correct, features, models, ops as _ops
-from .detector import as_images, classifier_name
+from .detect.pipeline import as_images, classifier_name
 
 __all__ = ["load_classifier", "wrap", "load_images", "predict_top5", "correct_labels", "correct_images", "attack"]
 

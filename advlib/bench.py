@@ -35,6 +35,7 @@ from .paths import ROOT
 from .runtime import tune_allocator
 from .corpora import demo_items, read_images
 from .models import load_classifier
+from .store import to_pil
 
 BENCHMARKS = ROOT / "BENCHMARKS.md"
 HEADER = ("| date | device | torch threads | figure | value |\n"
@@ -79,7 +80,7 @@ def bench_ops(images: torch.Tensor, device: torch.device, workers: int, repeat: 
 
     def pillow() -> None:
         for im in images:
-            pil = ops._to_pil(im)
+            pil = to_pil(im)
             for name in names:
                 np.asarray(ops.apply_pil(name, pil))
 
@@ -118,7 +119,7 @@ def bench_pipeline(model, images: torch.Tensor, device: torch.device, workers: i
     def authors() -> None:
         with torch.no_grad():
             for im in images:
-                pil = ops._to_pil(im)
+                pil = to_pil(im)
                 for version in [pil] + [ops.apply_pil(name, pil) for name in names]:
                     x = torch.from_numpy(np.asarray(version).copy()).permute(2, 0, 1)[None].float() / 255
                     model(x.to(device)).topk(5, dim=1).indices.cpu()
@@ -134,7 +135,7 @@ def bench_scan(model, images: torch.Tensor, device: torch.device, workers: int, 
     squeezing, on the same images (no cache)."""
     from .api import attack
     from .detect import FeatureSqueezing
-    from .detector import Detector
+    from .detect.pipeline import Detector
 
     kw = dict(batch_size=batch_size, device=device, workers=workers)
     cheap = Detector.pretrained(model, **kw)

@@ -40,7 +40,7 @@ TOPK = 5
 def _check_ops(ops: list[str] | None) -> list[str]:
     names = list(_ops.OPERATIONS) if ops is None else list(ops)
     for name in names:
-        _ops._op(name)  # KeyError listing the known names
+        _ops.get(name)  # KeyError listing the known names
     if len(set(names)) != len(names):
         raise ValueError(f"ops contains duplicates: {names}")
     return names

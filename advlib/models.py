@@ -68,7 +68,8 @@ def _hub_checkpoint(arch: str) -> Path:
     return Path(torch.hub.get_dir()) / "checkpoints" / os.path.basename(weights.url)
 
 
-def _torchvision_url(arch: str) -> str:
+def torchvision_url(arch: str) -> str:
+    """Where torchvision's IMAGENET1K_V1 weights of ``arch`` are published (the message of a missing file)."""
     import torchvision
 
     return torchvision.models.get_model_weights(arch)["IMAGENET1K_V1"].url
@@ -158,7 +159,7 @@ def load_classifier(name: str, device: str | torch.device = "cpu") -> PixelClass
         if spec.source == "torchvision":
             raise MissingWeightsError(
                 f"{name}: ImageNet weights file not found: {path}. Nothing is downloaded at run time: "
-                f"fetch {_torchvision_url(name)} on a machine with internet access and copy it to "
+                f"fetch {torchvision_url(name)} on a machine with internet access and copy it to "
                 f"{path.parent}/ (or set TORCH_HOME to a folder whose hub/checkpoints/ holds it)."
             )
         if spec.source == "custom":

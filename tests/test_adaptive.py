@@ -9,7 +9,10 @@ import pytest
 import torch
 
 import advlib
-from advlib import adaptive, models, ops
+from advlib import models, ops
+from advlib.attacks import adaptive
+from advlib.attacks.pgd import top5_margin
+from advlib.detect import differentiable
 from advlib.detect import detector_scores
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
@@ -60,7 +63,7 @@ def test_diff_ops_forward_equals_exact_ops(photos):
         exact = ops.apply(name, u8)
         modes = ("bpda", "kornia_st") if name.startswith("jpeg") else ("bpda",)
         for mode in modes:
-            y = adaptive.diff_op(name, x, jpeg=mode)
+            y = ops.diff_op(name, x, jpeg=mode)
             assert y.shape == exact.shape and y.dtype == torch.float32
             assert torch.equal((y * 255).round().to(torch.uint8), exact), f"{name} [{mode}]"
             assert (y * 255 - exact.float()).abs().max() < 1e-3, f"{name} [{mode}]: not on the 8-bit grid"
@@ -74,7 +77,7 @@ def test_kornia_jpeg_close_to_exact(photos):
     for q in (100, 90, 75, 50, 25):
         name = ops.jpeg_name(q)
         exact = ops.apply(name, u8).float()
-        approx = adaptive.diff_op(name, x, jpeg="kornia") * 255
+        approx = ops.diff_op(name, x, jpeg="kornia") * 255
         mad = (approx - exact).abs().mean().item()
         effect = (exact - u8.float()).abs().mean().item()
         print(f"kornia vs exact JPEG, quality {q}: mean |diff| {mad:.2f} levels (max "
@@ -87,8 +90,8 @@ def test_kornia_jpeg_close_to_exact(photos):
 def test_gradients_finite_through_every_op_and_mode(classifier, photos, top1):
     x = (photos[:1].float() / 255).requires_grad_(True)
     for name in ["jpeg_50", "scale_0.80", "scale_1.20", "rotate_5", "blur_3"]:
-        for mode in adaptive.JPEG_GRADIENTS:
-            loss = adaptive.top5_margin(classifier(adaptive.diff_op(name, x, jpeg=mode)), top1[:1])
+        for mode in ops.JPEG_GRADIENTS:
+            loss = top5_margin(classifier(ops.diff_op(name, x, jpeg=mode)), top1[:1])
             (g,) = torch.autograd.grad(loss.sum(), x)
             assert torch.isfinite(g).all() and g.abs().sum() > 0, f"{name} [{mode}]"
 
@@ -119,20 +122,20 @@ def test_torch_svc_equals_sklearn(classifier, training):
                 advlib.detect.make_detector("lda").fit(X, np.arange(len(X)) % 2),
                 LogisticRegression().fit(X, np.arange(len(X)) % 2),
                 advlib.detect.make_detector("mlp").fit(X, np.arange(len(X)) % 2)):
-        head = adaptive.torch_estimator(est)
+        head = differentiable.torch_estimator(est)
         Xt = torch.from_numpy(X)
         if hasattr(est, "decision_function"):
             np.testing.assert_allclose(head.decision(Xt).numpy(), est.decision_function(X), atol=1e-6, rtol=0)
         np.testing.assert_allclose(head.score(Xt).numpy(), detector_scores(est, X), atol=1e-6, rtol=0)
     with pytest.raises(TypeError, match="RandomForestClassifier"):
-        adaptive.torch_estimator(advlib.detect.make_detector("random_forest").fit(X, np.arange(len(X)) % 2))
+        differentiable.torch_estimator(advlib.detect.make_detector("random_forest").fit(X, np.arange(len(X)) % 2))
 
 
 def test_surrogate_tracks_real_features(classifier, training):
     images = training[0]
     for feature in ("count", "diff", "shift"):
         det = _detector(classifier, training, feature)
-        corr = adaptive.surrogate_correlation(classifier, images, det)
+        corr = differentiable.surrogate_correlation(classifier, images, det)
         print(f"surrogate vs real {feature} features on {len(images)} photos and FGSM versions: "
               f"Pearson {corr['pearson']:.3f}, Spearman {corr['spearman']:.3f}, "
               f"mean |diff| {corr['mean_abs_diff']:.3g} over {corr['n_values']} values")
@@ -141,7 +144,7 @@ def test_surrogate_tracks_real_features(classifier, training):
             assert corr["mean_abs_diff"] < 1e-4
         else:  # the hard features of the same differentiable passes are the real ones
             with torch.no_grad():
-                _, hard = adaptive.detector_features(det, images[:6].float() / 255)
+                _, hard = differentiable.detector_features(det, images[:6].float() / 255)
             np.testing.assert_array_equal(hard.numpy(), det.features(images[:6]))
 
 
@@ -200,11 +203,11 @@ def test_l2_budget_and_estimator_free_detector_loss(classifier, training, photos
 def test_bad_arguments_name_the_parameter(classifier, photos, top1):
     x, y = photos[:1], top1[:1]
     with pytest.raises(ValueError, match="jpeg"):
-        adaptive.diff_op("jpeg_90", x.float() / 255, jpeg="exact")
+        ops.diff_op("jpeg_90", x.float() / 255, jpeg="exact")
     with pytest.raises(ValueError, match="x must be a float tensor"):
-        adaptive.diff_op("jpeg_90", x)
+        ops.diff_op("jpeg_90", x)
     with pytest.raises(KeyError, match="unknown operation"):
-        adaptive.diff_op("jpeg_91", x.float() / 255)
+        ops.diff_op("jpeg_91", x.float() / 255)
     with pytest.raises(ValueError, match="norm"):
         adaptive.attack_pgd(classifier, x, y, EPS, steps=1, norm="l1")
     with pytest.raises(ValueError, match="eps"):

@@ -18,6 +18,7 @@ import torch
 import advlib
 from advlib import cli, corpora, models, paths, profiles, runtime, store
 from advlib.images import load_image
+from advlib import pretrained
 from advlib.scan import files as scan_files, report as scan_report, shipped
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
@@ -199,7 +200,7 @@ def test_bad_arguments_exit_2(corpus, tmp_path, capsys):
     assert cli.main(["scan", folder, "--detector", det, "--out", str(tmp_path / "other.csv")]) == 2
     assert "not an advlib scan report" in capsys.readouterr().err
     assert (tmp_path / "other.csv").read_text() == "a,b\n1,2\n"
-    if not (shipped.PRETRAINED_DIR / "efficientnet_lite0" / "detector.json").exists():
+    if not (pretrained.DIR / "efficientnet_lite0" / "detector.json").exists():
         assert cli.main(["scan", folder, "--out", out]) == 2
         assert "no detector ships with this advlib for classifier 'efficientnet_lite0'" in capsys.readouterr().err
     assert not Path(out).exists()
@@ -250,9 +251,9 @@ def test_bench_delegates(capsys):
 
 
 def test_help_describes_the_shipped_detector():
-    from advlib.detector import PRETRAINED_DIR
+    from advlib.detect.pipeline import PRETRAINED_DIR
 
-    assert shipped.PRETRAINED_DIR == PRETRAINED_DIR
+    assert pretrained.DIR == PRETRAINED_DIR
     meta = {"classifier": "efficientnet_lite0", "ops": ["jpeg_90", "jpeg_80"], "feature": "diff", "estimator": "svm",
             "threshold": 0.61, "target_fpr": 0.05, "protocol": "5-fold over source photos",
             "oof": {"fpr_calibrated": 0.049, "detection_rate_calibrated": 0.873, "n_images": 900, "n_photos": 95}}

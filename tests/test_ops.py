@@ -4,6 +4,7 @@ import pytest
 import torch
 
 from advlib import ops
+from advlib.store import from_pil, to_pil
 from advlib.corpora import demo_items, read_images
 
 
@@ -18,7 +19,7 @@ def photos() -> torch.Tensor:
 
 
 def _pillow(name: str, images: torch.Tensor) -> list[torch.Tensor]:
-    return [ops._from_pil(ops.apply_pil(name, ops._to_pil(im))) for im in images]
+    return [from_pil(ops.apply_pil(name, to_pil(im))) for im in images]
 
 
 def test_registry_order_and_groups():
@@ -105,7 +106,7 @@ def test_check_exactness_passes_and_catches_inexact_blur(photos, monkeypatch):
     with pytest.raises(RuntimeError, match="blur_2 .*blur_5"):
         ops.check_exactness(photos[2])
     # a codec that drifts (here: one quality step off) is caught on both paths
-    encode, decode = ops._jpeg_codec()
+    encode, decode = ops.jpeg.jpeg_codec()
     monkeypatch.setattr(ops, "_jpeg_codec", lambda: (lambda x, quality: encode(x, quality - 1), decode))
     with pytest.raises(RuntimeError, match=r"jpeg_50 \[torch\].*jpeg_50 \[default\]"):
         ops.check_exactness(photos[2], ["jpeg_50"])

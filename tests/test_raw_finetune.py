@@ -1,4 +1,4 @@
-"""The fine-tuned EfficientNet-Lite0 raw-image detector (advlib.raw_finetune) on real photos.
+"""The fine-tuned EfficientNet-Lite0 raw-image detector (advlib.detect.finetune) on real photos.
 
 12 demo photos (one crop each) and their FGSM versions (Linf, eps 8/255, advlib.attacks) on the
 efficientnet_lite0 classifier; 2 epochs of fine-tuning, photos split 8 train / 4 dev.
@@ -12,9 +12,10 @@ import pytest
 import torch
 from sklearn.base import clone
 
-from advlib import attacks, corpora, raw_finetune
+from advlib import attacks, corpora
+from advlib.detect import finetune as raw_finetune
 from advlib.models import predict_topk
-from advlib.raw_finetune import ACTIVATION_CACHE, ActivationCache, FineTunedEfficientNet
+from advlib.detect.finetune import ACTIVATION_CACHE, ActivationCache, FineTunedEfficientNet
 
 N_PHOTOS, N_TRAIN = 12, 8
 

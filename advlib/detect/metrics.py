@@ -8,7 +8,7 @@ import math
 import numpy as np
 from sklearn.metrics import roc_auc_score, roc_curve
 
-from ._checks import _labels
+from .base import binary_labels
 
 
 # --------------------------------------------------------------------------- evaluation
@@ -21,7 +21,7 @@ def detector_scores(det, X) -> np.ndarray:
 
 
 def _check(y_true, scores) -> tuple[np.ndarray, np.ndarray]:
-    y = _labels(y_true, "y_true")
+    y = binary_labels(y_true, "y_true")
     s = np.asarray(scores, dtype=np.float64)
     if s.shape != y.shape or not np.isfinite(s).all():
         raise ValueError(f"scores must be finite with the shape of y_true {y.shape}, got {s.shape}")
@@ -56,7 +56,7 @@ def evaluate(y_true, scores, threshold: float = 0.5, *, y_pred=None) -> dict[str
     ``scores`` (NaN when only one class is present). Rates are fractions in [0, 1].
     """
     y, s = _check(y_true, scores)
-    pred = (s >= threshold) if y_pred is None else _labels(y_pred, "y_pred")
+    pred = (s >= threshold) if y_pred is None else binary_labels(y_pred, "y_pred")
     out = {"accuracy": float((pred == y).mean()) if len(y) else math.nan,
            "eer": math.nan, "auc": math.nan, "tpr_at_5fpr": math.nan,
            "n": int(len(y)), "n_adversarial": int(y.sum())}

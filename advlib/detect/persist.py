@@ -9,15 +9,18 @@ import os
 from pathlib import Path
 
 import numpy as np
+import skops.io
 import torch
 from sklearn.base import BaseEstimator
 from torch import nn
 
+from ..models import load_classifier
 from ..store import atomic_write_bytes
-from ._checks import _device
+from .base import TorchDetector, device_of
+from .finetune import FineTunedEfficientNet
 from .raw_cnn import RawImageCNN
 from .squeezing import FeatureSqueezing
-from .stats_cnn import StatsCNN, _TorchDetector
+from .stats_cnn import StatsCNN
 
 
 # --------------------------------------------------------------------------- save / load
@@ -50,7 +53,7 @@ def save_detector(detector, path: str | os.PathLike, meta: dict) -> Path:
         config = {"kind": "FeatureSqueezing", "params": params,
                   "classifier": getattr(detector.model, "name", None),
                   "fitted": {k: getattr(detector, k, None) for k in ("threshold_", "fpr_threshold_")}}
-    elif isinstance(detector, _TorchDetector):
+    elif isinstance(detector, TorchDetector):
         if not hasattr(detector, "net_"):
             raise ValueError("save_detector: the detector is not fitted")
         buf = io.BytesIO()
@@ -60,15 +63,13 @@ def save_detector(detector, path: str | os.PathLike, meta: dict) -> Path:
                   for k in ("n_features_in_", "layout_", "best_epoch_", "dev_accuracy_", "history_")}
         config = {"kind": type(detector).__name__, "params": {k: _jsonable(v) for k, v in detector.get_params().items()},
                   "fitted": fitted}
-    elif hasattr(detector, "state_dict_trainable"):  # raw_finetune.FineTunedEfficientNet: trained tensors only
+    elif hasattr(detector, "state_dict_trainable"):  # FineTunedEfficientNet: trained tensors only
         buf = io.BytesIO()
         torch.save(detector.state_dict_trainable(), buf)
         atomic_write_bytes(path / "state_dict.pt", buf.getvalue())
         config = {"kind": type(detector).__name__, "params": {k: _jsonable(v) for k, v in detector.get_params().items()},
                   "fitted": {k: _jsonable(v) for k, v in detector.fitted_attributes().items()}}
     elif isinstance(detector, BaseEstimator):
-        import skops.io
-
         atomic_write_bytes(path / "model.skops", skops.io.dumps(detector))
         config = {"kind": "sklearn", "class": type(detector).__name__}
     else:
@@ -102,8 +103,6 @@ def load_detector(path: str | os.PathLike, expect: dict | None = None, *, model:
             raise ValueError(f"saved detector {path}: meta key {key!r}: expected {want!r}, found {found!r}")
     kind = config["kind"]
     if kind == "sklearn":
-        import skops.io
-
         data = (path / "model.skops").read_bytes()
         untrusted = skops.io.get_untrusted_types(data=data)
         bad = [t for t in untrusted if not t.startswith("sklearn.")]
@@ -115,9 +114,7 @@ def load_detector(path: str | os.PathLike, expect: dict | None = None, *, model:
         params["device"] = device
     if kind == "FeatureSqueezing":
         if model is None:
-            from ..models import load_classifier
-
-            model = load_classifier(config["classifier"], device=_device(params["device"]))
+            model = load_classifier(config["classifier"], device=device_of(params["device"]))
         params["nlm"] = tuple(params["nlm"])
         det = FeatureSqueezing(model, **params)
         for k, v in config["fitted"].items():
@@ -125,8 +122,6 @@ def load_detector(path: str | os.PathLike, expect: dict | None = None, *, model:
                 setattr(det, k, v)
         return det
     if kind == "FineTunedEfficientNet":
-        from ..raw_finetune import FineTunedEfficientNet
-
         state = torch.load(path / "state_dict.pt", map_location="cpu", weights_only=True)
         return FineTunedEfficientNet.from_saved(params, state, config["fitted"])
     cls = {"StatsCNN": StatsCNN, "RawImageCNN": RawImageCNN}[kind]
@@ -137,5 +132,5 @@ def load_detector(path: str | os.PathLike, expect: dict | None = None, *, model:
         setattr(det, k, v)
     net = det._build(fitted.get("n_features_in_") or 0, init=False) if kind == "StatsCNN" else det._build(0, init=False)
     net.load_state_dict(torch.load(path / "state_dict.pt", map_location="cpu", weights_only=True))
-    det.net_ = net.to(_device(det.device)).eval()
+    det.net_ = net.to(device_of(det.device)).eval()
     return det

@@ -1,5 +1,5 @@
 """CNNs on the uint8 images (Sect. 4.4): ResNet-50 / Xception trained from scratch or fine-tuned
-from local ImageNet weights, and the registry factories of the raw-image baselines."""
+from local ImageNet weights."""
 
 from __future__ import annotations
 
@@ -9,9 +9,8 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from ..models import IMAGENET_MEAN, IMAGENET_STD, PixelClassifier, MissingWeightsError
-from ._checks import _images
-from .stats_cnn import _TorchDetector
+from ..models import IMAGENET_MEAN, IMAGENET_STD, MissingWeightsError, PixelClassifier, torchvision_url, weights_file
+from .base import TorchDetector, image_input
 
 
 # --------------------------------------------------------------------------- raw-image CNNs
@@ -30,14 +29,12 @@ def pretrained_weights(arch: str) -> Path:
     the torch hub cache (the file of its ``url``) or the Hugging Face hub cache.
     """
     if arch == "resnet50":
-        from ..models import _torchvision_url, weights_file
-
         path = weights_file("resnet50")
         if path.exists():
             return path
         raise MissingWeightsError(
             f"raw_resnet50 (fine-tuned): ImageNet weights not found: {path}. Nothing is downloaded: fetch "
-            f"{_torchvision_url('resnet50')} elsewhere and copy it to {path.parent}/")
+            f"{torchvision_url('resnet50')} elsewhere and copy it to {path.parent}/")
     if arch == "xception":
         import timm
 
@@ -69,7 +66,7 @@ class _ImageNet(PixelClassifier):
         return super().forward(x.float() / 255)
 
 
-class RawImageCNN(_TorchDetector):
+class RawImageCNN(TorchDetector):
     """ResNet-50 (torchvision) or Xception (timm ``legacy_xception``) with a binary head (section 4.4).
 
     Takes the uint8 images (N, 3, 224, 224) as they are (no resizing, as the authors' code);
@@ -93,7 +90,7 @@ class RawImageCNN(_TorchDetector):
         self.progress = progress
 
     def _inputs(self, X) -> torch.Tensor:
-        return _images(X)
+        return image_input(X)
 
     def _build(self, n_features: int, *, init: bool) -> nn.Module:
         if self.arch == "resnet50":
@@ -118,23 +115,3 @@ class RawImageCNN(_TorchDetector):
             net.load_state_dict(state)
         net.reset_classifier(2)
         return _ImageNet(net, net.pretrained_cfg["mean"], net.pretrained_cfg["std"])
-
-
-def _raw_resnet50(**params) -> RawImageCNN:
-    """ResNet-50 on raw images (:class:`RawImageCNN`)."""
-    return RawImageCNN("resnet50", **params)
-
-
-def _raw_xception(**params) -> RawImageCNN:
-    """Xception on raw images (:class:`RawImageCNN`)."""
-    return RawImageCNN("xception", **params)
-
-
-def _raw_efficientnet_lite0(**params):
-    """EfficientNet-Lite0 fine-tuned from its shipped ImageNet weights (:class:`advlib.raw_finetune.FineTunedEfficientNet`)."""
-    from ..raw_finetune import FineTunedEfficientNet
-
-    return FineTunedEfficientNet(classifier="efficientnet_lite0", **params)
-
-
-#: Detector names (as in the profiles) -> factories taking keyword parameters.

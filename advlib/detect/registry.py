@@ -7,25 +7,73 @@ from typing import Any, Callable
 
 from sklearn.model_selection import ParameterGrid
 
-from ._checks import _labels
+from .base import binary_labels
 from .classic import lda, mlp, random_forest, svm
+from .finetune import FineTunedEfficientNet
 from .metrics import detector_scores
-from .raw_cnn import _raw_efficientnet_lite0, _raw_resnet50, _raw_xception
+from .raw_cnn import RawImageCNN
 from .squeezing import FeatureSqueezing
 from .stats_cnn import StatsCNN
 
 
+def raw_resnet50(**params) -> RawImageCNN:
+    """ResNet-50 on raw images (:class:`~advlib.detect.raw_cnn.RawImageCNN`)."""
+    return RawImageCNN("resnet50", **params)
+
+
+def raw_xception(**params) -> RawImageCNN:
+    """Xception on raw images (:class:`~advlib.detect.raw_cnn.RawImageCNN`)."""
+    return RawImageCNN("xception", **params)
+
+
+def raw_efficientnet_lite0(**params) -> FineTunedEfficientNet:
+    """EfficientNet-Lite0 fine-tuned from its shipped ImageNet weights (:class:`~advlib.detect.finetune.FineTunedEfficientNet`)."""
+    return FineTunedEfficientNet(classifier="efficientnet_lite0", **params)
+
+
+#: Detector names (as in the profiles) -> factories taking keyword parameters.
 DETECTORS: dict[str, Callable[..., Any]] = {
     "svm": svm,
     "random_forest": random_forest,
     "lda": lda,
     "mlp": mlp,
     "stats_cnn": StatsCNN,
-    "raw_resnet50": _raw_resnet50,
-    "raw_xception": _raw_xception,
-    "raw_efficientnet_lite0": _raw_efficientnet_lite0,
+    "raw_resnet50": raw_resnet50,
+    "raw_xception": raw_xception,
+    "raw_efficientnet_lite0": raw_efficientnet_lite0,
     "feature_squeezing": FeatureSqueezing,
 }
+
+#: What each detector takes: ``"features"`` (a feature matrix (N, d): it can be the estimator of
+#: an :class:`advlib.detect.Detector`) or ``"images"`` (uint8 images: the raw-image CNNs and
+#: feature squeezing). A name missing here (one registered with ``DETECTORS[name] = ...``) takes
+#: features; :func:`register_detector` records it.
+TAKES: dict[str, str] = {"raw_resnet50": "images", "raw_xception": "images", "raw_efficientnet_lite0": "images",
+                         "feature_squeezing": "images"}
+
+
+def takes(name: str) -> str:
+    """``"images"`` or ``"features"``: what detector ``name`` of :data:`DETECTORS` is fitted on."""
+    if name not in DETECTORS:
+        raise KeyError(f"unknown detector {name!r} (known: {', '.join(DETECTORS)})")
+    return TAKES.get(name, "features")
+
+
+def feature_detectors() -> list[str]:
+    """The names of :data:`DETECTORS` that take features (the estimators a :class:`advlib.detect.Detector` can use)."""
+    return [n for n in DETECTORS if takes(n) == "features"]
+
+
+def register_detector(name: str, factory: Callable[..., Any], *, takes: str = "features",
+                      grid: dict[str, list] | None = None) -> None:
+    """Add detector ``name``: ``factory(**params)`` builds an unfitted one; ``takes``
+    ``"features"`` or ``"images"``; ``grid``: its dev-set grid (:data:`PARAM_GRIDS`)."""
+    if takes not in ("features", "images"):
+        raise ValueError(f"takes must be 'features' or 'images', got {takes!r}")
+    DETECTORS[name] = factory
+    TAKES[name] = takes
+    if grid is not None:
+        PARAM_GRIDS[name] = grid
 
 #: Dev-set grids of :func:`select_on_dev` (the paper's setting first: it wins ties).
 PARAM_GRIDS: dict[str, dict[str, list]] = {
@@ -64,7 +112,7 @@ def select_on_dev(name: str, X_train, y_train, X_dev, y_dev, grid: dict[str, lis
     raw-image CNNs) also use it for their best-epoch choice. ``fixed`` params go to every fit.
     Returns ``(fitted_estimator, best_params, dev_accuracy)``.
     """
-    y_train, y_dev = _labels(y_train, "y_train"), _labels(y_dev, "y_dev")
+    y_train, y_dev = binary_labels(y_train, "y_train"), binary_labels(y_dev, "y_dev")
     grid = PARAM_GRIDS.get(name, {}) if grid is None else grid
     best = (None, {}, -1.0)
     for params in ParameterGrid(grid):

@@ -7,7 +7,7 @@ import torch
 from sklearn.base import BaseEstimator, ClassifierMixin
 from torch import nn
 
-from ._checks import _device, _images, _labels
+from .base import binary_labels, device_of, image_input
 from .metrics import fpr_threshold
 
 
@@ -88,8 +88,8 @@ class FeatureSqueezing(BaseEstimator, ClassifierMixin):
     @torch.inference_mode()
     def squeezer_scores(self, X) -> np.ndarray:
         """(N, 3) float64 L1 distances of softmax outputs: bit depth, median, NLM (uint8 (N, 3, H, W) input)."""
-        X = _images(X)
-        device = _device(self.device)
+        X = image_input(X)
+        device = device_of(self.device)
         model = self.model.to(device).eval()
         search, template, h = self.nlm
         out = []
@@ -112,9 +112,9 @@ class FeatureSqueezing(BaseEstimator, ClassifierMixin):
         Sets ``fpr_threshold_`` (EvadeML's rule: the ``ceil(n * (1 - fpr))``-th smallest normal
         score) and ``threshold_``, the threshold in use: ``threshold`` when set, else ``fpr_threshold_``.
         """
-        X = _images(X)
+        X = image_input(X)
         if y is not None:
-            y = _labels(y)
+            y = binary_labels(y)
             X = X[torch.from_numpy(y == 0)]
         if len(X) == 0:
             raise ValueError("FeatureSqueezing.fit needs normal images (y == 0)")

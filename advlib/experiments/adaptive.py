@@ -105,9 +105,9 @@ class Defences:
 
 def run_attack(name: str, classifier, images: torch.Tensor, labels: np.ndarray, eps_levels: float, d: Defences, *,
                steps: int, eot: int, seed: int, batch_size: int):
-    """One attack of :data:`ATTACKS` at ``eps_levels`` / 255: an :class:`advlib.adaptive.AdaptiveOutcome`
+    """One attack of :data:`ATTACKS` at ``eps_levels`` / 255: an :class:`advlib.attacks.pgd.AdaptiveOutcome`
     (``none``: None)."""
-    from .. import adaptive
+    from ..attacks import adaptive
 
     eps = eps_levels / 255
     kw = dict(steps=steps, seed=seed, batch_size=batch_size)

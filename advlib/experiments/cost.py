@@ -159,10 +159,10 @@ def final_ops(o: OOF, k: int) -> list[str]:
 
 def cheap_detector_dir(run: str, classifier: str, models_dir) -> Path:
     """Where notebook 03 saves the cheap detector: inside the package
-    (:data:`advlib.detector.PRETRAINED_DIR`, shipped) for the demo run of efficientnet_lite0,
+    (:data:`advlib.detect.pipeline.PRETRAINED_DIR`, shipped) for the demo run of efficientnet_lite0,
     else the run's ``models/detector_cheap``."""
 
-    from ..detector import PRETRAINED_DIR
+    from ..detect.pipeline import PRETRAINED_DIR
 
     if run == "demo" and classifier == "efficientnet_lite0":
         return PRETRAINED_DIR / classifier
@@ -178,7 +178,7 @@ def cheap_detector(d: Data, out: OpOutputs, o: OOF, kind: str, k: int, classifie
     calibrated threshold, with cluster-bootstrap intervals) and the SHA-256 of its training data."""
     import hashlib
 
-    from ..detector import Detector
+    from ..detect.pipeline import Detector
 
     ops = final_ops(o, k)
     cols = [out.op_names.index(n) for n in ops]

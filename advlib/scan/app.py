@@ -12,7 +12,8 @@ from . import UsageError
 from .files import find_images
 from .report import summary
 from .scanner import DEFAULT_CHUNK, load_scanner, scan
-from .shipped import PRETRAINED_DIR, describe_shipped, shipped_detectors
+from ..pretrained import DIR as PRETRAINED_DIR, shipped_detectors
+from .shipped import describe_shipped
 
 DEFAULT_CLASSIFIER = "efficientnet_lite0"
 DEFAULT_REPORT = "scan_report.csv"

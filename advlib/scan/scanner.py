@@ -12,7 +12,7 @@ from typing import Any, Sequence
 from . import UsageError
 from .files import corrected_name, file_sha256, find_images
 from .report import DETECTOR_COLUMN, read_report, report_columns, write_report
-from .shipped import PRETRAINED_DIR, shipped_detectors
+from ..pretrained import DIR as PRETRAINED_DIR, shipped_detectors
 
 #: Files read and classified together; the report is rewritten (atomically) after each batch.
 DEFAULT_CHUNK = 32
@@ -111,7 +111,7 @@ def load_scanner(classifier: str, detector_dir: str | None, device: str, batch_s
     (:meth:`advlib.Detector.load`). :class:`UsageError` for an unknown classifier or device,
     missing weights, no detector, or a detector of another classifier."""
     from .. import models, runtime
-    from ..detector import Detector
+    from ..detect import Detector
 
     if classifier not in models.CLASSIFIERS:
         raise UsageError(f"--classifier: unknown classifier {classifier!r} (known: {', '.join(models.CLASSIFIERS)})")

@@ -1,28 +1,8 @@
-"""The detectors shipped inside advlib (``advlib/pretrained/<classifier>/``) and what their
-metadata states: read as JSON, without torch, so that ``advlib scan --help`` stays fast."""
+"""What the shipped detectors' metadata states, in words (``advlib scan --help``; no torch)."""
 
 from __future__ import annotations
 
-import json
-from pathlib import Path
 from typing import Any
-
-#: Detectors shipped inside the package, one folder per classifier: the same folder as
-#: :data:`advlib.detector.PRETRAINED_DIR` (not imported from there: that would load torch for ``--help``).
-PRETRAINED_DIR = Path(__file__).resolve().parent.parent / "pretrained"
-
-
-def shipped_detectors() -> dict[str, dict[str, Any]]:
-    """classifier name -> the ``meta`` of the detector shipped for it (``advlib/pretrained/<name>/
-    detector.json``, read as JSON: no torch). Unreadable files are left out."""
-    out = {}
-    for f in sorted(PRETRAINED_DIR.glob("*/detector.json")):
-        try:
-            meta = json.loads(f.read_text()).get("meta", {})
-        except (OSError, ValueError, AttributeError):
-            continue
-        out[f.parent.name] = meta if isinstance(meta, dict) else {}
-    return out
 
 
 def _number(where: Any, key: str) -> float | None:

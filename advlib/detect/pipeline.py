@@ -30,31 +30,23 @@ import numpy as np
 import torch
 from torch import nn
 
-from . import detect, features, ops as _ops
-from .images import SIZE, load_image
-from .store import check_images, pixel_sha256
-
-#: Detectors shipped inside the package, one folder per classifier (written by ``make reproduce``).
-PRETRAINED_DIR = Path(__file__).resolve().parent / "pretrained"
+from .. import features, ops as _ops
+from ..images import SIZE, load_image
+from ..models import load_classifier
+from ..pretrained import DIR as PRETRAINED_DIR
+from ..store import check_images, pixel_sha256
+from .metrics import calibrate_threshold, detector_scores
+from .persist import load_detector, read_meta, save_detector
+from .registry import feature_detectors, make_detector
 
 #: Feature kinds, as :func:`advlib.features.feature_matrix` names them.
 FEATURES = features.FEATURE_KINDS + features.CONTINUOUS_KINDS
-#: Detectors of :data:`advlib.detect.DETECTORS` that take images, not features: every other
-#: registered name (the paper's four, ``stats_cnn``, and any you register) can be an estimator.
-IMAGE_DETECTORS = ("raw_resnet50", "raw_xception", "raw_efficientnet_lite0", "feature_squeezing")
-
-
-def feature_estimators() -> list[str]:
-    """Names of :data:`advlib.detect.DETECTORS` a :class:`Detector` can use as its estimator."""
-    return [n for n in detect.DETECTORS if n not in IMAGE_DETECTORS]
 
 
 def as_images(images: Any, name: str = "images") -> torch.Tensor:
     """uint8 (N, 3, H, W) from a uint8 tensor or a sequence of image file paths (read as
     :func:`advlib.images.load_image` does: 224x224 files as they are, others resize 256 + centre
     crop 224). Anything else is a ``ValueError`` naming ``name``."""
-    from . import images
-
     if isinstance(images, torch.Tensor):
         return check_images(images, name)
     if isinstance(images, (str, os.PathLike)):
@@ -91,7 +83,7 @@ class Detector:
     ``ops``: an operation group of :data:`advlib.ops.GROUPS` (``"all"`` = the 38, ``"jpeg"``,
     ``"jpeg+scaling"``, ...) or a list of operation names (each costs one classifier pass; on a
     list, ``count`` counts over all of them together).
-    ``estimator``: a name of :func:`feature_estimators` or an unfitted scikit-learn-API
+    ``estimator``: a name of :func:`advlib.detect.feature_detectors` or an unfitted scikit-learn-API
     estimator. ``threshold``: on P(adversarial) (0.5 as the paper; :meth:`calibrate` sets one
     for a target false-positive rate). ``batch_size``, ``device``, ``workers``: as
     :func:`advlib.features.top5_under_ops`; ``cache_dir``: its on-disk cache (None: none).
@@ -114,8 +106,8 @@ class Detector:
             if unknown or not op_names or len(set(op_names)) != len(op_names):
                 raise ValueError(f"ops: need distinct names of advlib.ops.OPERATIONS, got {op_names}"
                                  + (f" (unknown: {unknown})" if unknown else ""))
-        if isinstance(estimator, str) and estimator not in feature_estimators():
-            raise ValueError(f"unknown estimator {estimator!r} (feature estimators: {', '.join(feature_estimators())})")
+        if isinstance(estimator, str) and estimator not in feature_detectors():
+            raise ValueError(f"unknown estimator {estimator!r} (feature estimators: {', '.join(feature_detectors())})")
         if not isinstance(estimator, str) and not (hasattr(estimator, "fit") and hasattr(estimator, "predict_proba")):
             raise TypeError("estimator must be a name of advlib.detect.DETECTORS or have fit() and predict_proba()")
         if not 0 <= threshold <= 1:
@@ -184,7 +176,7 @@ class Detector:
             raise ValueError(f"X must be (N, d) with one label per row, got X {X.shape}, labels {y.shape}")
         if len(np.unique(y)) < 2:
             raise ValueError("is_adversarial must hold both normal (False) and adversarial (True) images")
-        est = detect.make_detector(self.estimator) if isinstance(self.estimator, str) else self.estimator
+        est = make_detector(self.estimator) if isinstance(self.estimator, str) else self.estimator
         self.estimator_ = est.fit(X, y.astype(np.int64))
         self.meta = {"n_train": int(len(y)), "n_train_adversarial": int(y.sum()), **meta}
         return self
@@ -196,13 +188,13 @@ class Detector:
 
     def score(self, images: Any) -> np.ndarray:
         """P(adversarial) of each image, float (N,)."""
-        return detect.detector_scores(self._fitted(), self.features(images))
+        return detector_scores(self._fitted(), self.features(images))
 
     def score_top5(self, images: Any) -> tuple[np.ndarray, np.ndarray]:
         """``(score (N,), top5 (N, 5))``: :meth:`score` and the classifier's top-5 labels of each
         image itself, from the same :attr:`passes` (no extra pass for the top-5)."""
         X, top5 = self._features_top5(images)
-        return detect.detector_scores(self._fitted(), X), top5
+        return detector_scores(self._fitted(), X), top5
 
     def detect(self, images: Any) -> np.ndarray:
         """bool (N,): score >= ``threshold``."""
@@ -213,7 +205,7 @@ class Detector:
         not see in training, for an honest rate) are flagged; returns it
         (:func:`advlib.detect.calibrate_threshold`)."""
         scores = self.score(normal_images)
-        self.threshold = float(detect.calibrate_threshold(scores, fpr))
+        self.threshold = float(calibrate_threshold(scores, fpr))
         self.meta.update(calibrated_fpr_target=float(fpr), calibration_n=int(len(scores)),
                          calibration_fpr=float(np.mean(scores >= self.threshold)))
         return self.threshold
@@ -232,14 +224,14 @@ class Detector:
 
     def save(self, path: str | os.PathLike) -> Path:
         """Save the fitted estimator and :meth:`describe` into folder ``path`` (safe formats)."""
-        return detect.save_detector(self._fitted(), path, self.describe())
+        return save_detector(self._fitted(), path, self.describe())
 
     @classmethod
     def load(cls, path: str | os.PathLike, classifier: nn.Module, **kwargs: Any) -> "Detector":
         """A detector saved by :meth:`save`, for ``classifier`` (it must be the one it was trained
         with, by name, and this library's operations must be the saved ones: else ``ValueError``).
         ``kwargs``: ``batch_size``, ``device``, ``workers``, ``cache_dir``."""
-        meta = detect.read_meta(path)
+        meta = read_meta(path)
         name = classifier_name(classifier)
         if meta.get("classifier") != name:
             raise ValueError(f"detector {path} was trained for classifier {meta.get('classifier')!r}, "
@@ -252,10 +244,10 @@ class Detector:
         if meta.get("ops_version", _ops.VERSION) != _ops.VERSION:
             raise ValueError(f"detector {path} was trained with advlib.ops.VERSION {meta['ops_version']}, "
                              f"this advlib has {_ops.VERSION}: its operations may give other pixels")
-        est = detect.load_detector(path, expect={"classifier": name, "ops": meta["ops"]})
+        est = load_detector(path, expect={"classifier": name, "ops": meta["ops"]})
         name = meta.get("estimator", "svm")  # a registry name, or the class of an estimator object
         det = cls(classifier, feature=meta["feature"], ops=group if group is not None else saved_ops,
-                  estimator=name if name in feature_estimators() else est, threshold=meta.get("threshold", 0.5),
+                  estimator=name if name in feature_detectors() else est, threshold=meta.get("threshold", 0.5),
                   **kwargs)
         det.estimator_ = est
         det.meta = {k: v for k, v in meta.items() if k not in ("classifier", "ops", "group", "feature", "estimator",
@@ -283,8 +275,6 @@ class Detector:
         :data:`PRETRAINED_DIR`. Its ``meta`` states the out-of-fold false-positive and detection
         rates measured when it was trained. ``kwargs``: as :meth:`load`."""
         if isinstance(classifier, str):
-            from .models import load_classifier
-
             classifier = load_classifier(classifier)
         name = classifier_name(classifier)
         path = PRETRAINED_DIR / name

@@ -54,9 +54,10 @@ import torch
 from sklearn.base import BaseEstimator, ClassifierMixin
 from torch import nn
 
-from .runtime import torch_threads as _threads
-from .detect.stats_cnn import train_best_epoch
-from .store import pixel_sha256
+from ..models import CLASSIFIERS, load_classifier
+from ..runtime import progress as progress_bar, torch_threads as _threads
+from ..store import pixel_sha256
+from .base import binary_labels, device_of, train_best_epoch
 
 #: Frozen-part batch size on the CPU (small batches are faster there) and on a GPU.
 FROZEN_BATCH_CPU = 4
@@ -125,18 +126,10 @@ ACTIVATION_CACHE = ActivationCache()
 _BACKBONES: dict[tuple[str, str], nn.Module] = {}
 
 
-def _device(device) -> torch.device:
-    from .runtime import resolve_device
-
-    return torch.device(resolve_device(device) if isinstance(device, str) else device)
-
-
 def _backbone(name: str, device: torch.device) -> nn.Module:
     """The pretrained pixel-space classifier ``name`` on ``device`` (loaded once, never modified)."""
     key = (name, str(device))
     if key not in _BACKBONES:
-        from .models import load_classifier
-
         model = load_classifier(name, device)
         net = getattr(model, "net", None)
         missing = [a for a in ("_conv_stem", "_bn0", "_blocks", "_conv_head", "_bn1", "_swish", "_fc")
@@ -183,13 +176,6 @@ class _TrainedPart(nn.Module):
         return self.fc(self.dropout(h.mean(dim=(2, 3))))
 
 
-def _labels(y, name: str = "y") -> np.ndarray:
-    y = np.asarray(y)
-    if y.ndim != 1 or not np.isin(y, (0, 1)).all():
-        raise ValueError(f"{name} must be a 1-D array of 0 (normal) / 1 (adversarial) labels, got {y!r:.80}")
-    return y.astype(np.int64)
-
-
 class FineTunedEfficientNet(BaseEstimator, ClassifierMixin):
     """ImageNet-pretrained EfficientNet-Lite fine-tuned on uint8 images (N, 3, 224, 224); see the module doc.
 
@@ -229,8 +215,6 @@ class FineTunedEfficientNet(BaseEstimator, ClassifierMixin):
     # ------------------------------------------------------------------ inputs
 
     def _size(self) -> int:
-        from .models import CLASSIFIERS
-
         if self.classifier not in CLASSIFIERS or CLASSIFIERS[self.classifier].source != "efficientnet_lite":
             lite = [k for k, v in CLASSIFIERS.items() if v.source == "efficientnet_lite"]
             raise ValueError(f"classifier must be one of {lite}, got {self.classifier!r}")
@@ -259,15 +243,13 @@ class FineTunedEfficientNet(BaseEstimator, ClassifierMixin):
 
     def _activations(self, X: torch.Tensor, device: torch.device) -> torch.Tensor:
         """Frozen-part outputs (N, C, h, w) float32 on the CPU, from the cache or computed once."""
-        from tqdm.auto import tqdm
-
         model = _backbone(self.classifier, device)
         n_frozen = self._n_frozen(len(model.net._blocks))
         keys = [(self.classifier, n_frozen, pixel_sha256(img)) for img in X]
         out: list[torch.Tensor | None] = [ACTIVATION_CACHE.get(k) for k in keys]
         todo = [i for i, a in enumerate(out) if a is None]
         step = FROZEN_BATCH_CPU if device.type == "cpu" else FROZEN_BATCH_GPU
-        for s in tqdm(range(0, len(todo), step), desc="frozen features", disable=not self.progress or not todo,
+        for s in progress_bar(range(0, len(todo), step), desc="frozen features", disable=not self.progress or not todo,
                       leave=False):
             idx = todo[s:s + step]
             with torch.inference_mode():
@@ -308,14 +290,14 @@ class FineTunedEfficientNet(BaseEstimator, ClassifierMixin):
 
     def _fit(self, X, y, X_dev, y_dev):
         X = self._images(X)
-        y = _labels(y)
+        y = binary_labels(y)
         if len(X) != len(y):
             raise ValueError(f"X has {len(X)} images but y has {len(y)} labels")
         has_dev = X_dev is not None or y_dev is not None
         if has_dev:
             if X_dev is None or y_dev is None:
                 raise ValueError("X_dev and y_dev must be given together")
-            X_dev, y_dev = self._images(X_dev, "X_dev"), _labels(y_dev, "y_dev")
+            X_dev, y_dev = self._images(X_dev, "X_dev"), binary_labels(y_dev, "y_dev")
             if len(X_dev) != len(y_dev):
                 raise ValueError(f"X_dev has {len(X_dev)} images but y_dev has {len(y_dev)} labels")
         for name in ("epochs", "batch_size"):
@@ -325,7 +307,7 @@ class FineTunedEfficientNet(BaseEstimator, ClassifierMixin):
         if not self.lr > 0 or not self.weight_decay >= 0:
             raise ValueError(f"need lr > 0 and weight_decay >= 0, got {self.lr}, {self.weight_decay}")
         weights = self._class_weights(y)
-        device = _device(self.device)
+        device = device_of(self.device)
         model = _backbone(self.classifier, device)
         self.n_blocks_ = len(model.net._blocks)
         n_frozen = self._n_frozen(self.n_blocks_)
@@ -394,7 +376,7 @@ class FineTunedEfficientNet(BaseEstimator, ClassifierMixin):
 
     def load_trainable(self, state: dict[str, torch.Tensor], fitted: dict[str, Any] | None = None):
         """Rebuild the trained part from the ImageNet weights and load ``state`` (strict); returns self."""
-        device = _device(self.device)
+        device = device_of(self.device)
         model = _backbone(self.classifier, device)
         self.n_blocks_ = len(model.net._blocks)
         net = _TrainedPart(model.net, self._n_frozen(self.n_blocks_))
