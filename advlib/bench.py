@@ -99,12 +99,12 @@ def bench_features(model, images: torch.Tensor, device: torch.device, workers: i
     """Images per second of top5_under_ops vs its forward passes alone on precomputed inputs."""
     names = list(ops.OPERATIONS)
     features.top5_under_ops(model, images[:2], batch_size=batch_size, workers=workers, progress=False)  # warm-up
-    chunks = [features._versions_by_size(images[s:s + batch_size], names, device, workers)
+    chunks = [features.versions_by_size(images[s:s + batch_size], names, device, workers)
               for s in range(0, len(images), batch_size)]
 
     def forward_only() -> None:
         for s, groups in zip(range(0, len(images), batch_size), chunks):
-            features._classify_groups(model, groups, len(images[s:s + batch_size]), 1 + len(names), batch_size)
+            features.classify_groups(model, groups, len(images[s:s + batch_size]), 1 + len(names), batch_size)
 
     t_ours, t_limit = _best_of(_ours(model, images, device, workers, batch_size), forward_only, repeat=repeat)
     return {"features_ips": len(images) / t_ours, "limit_ips": len(images) / t_limit,

@@ -82,7 +82,7 @@ def _cpu_versions(images: torch.Tensor, ops: list[str], workers: int) -> list[to
 
 
 @torch.inference_mode()
-def _versions_by_size(images: torch.Tensor, ops: list[str], device: torch.device, workers: int,
+def versions_by_size(images: torch.Tensor, ops: list[str], device: torch.device, workers: int,
                       buffers: dict | None = None, cpu_done: list[torch.Tensor] | None = None
                       ) -> dict[tuple[int, int], tuple[list[int], torch.Tensor]]:
     """The original (column 0) and operated (column 1 + i) versions of a chunk, grouped by
@@ -107,9 +107,9 @@ def _versions_by_size(images: torch.Tensor, ops: list[str], device: torch.device
 
 
 @torch.inference_mode()
-def _classify_groups(model: nn.Module, groups: dict, n_images: int, n_cols: int, batch_size: int,
+def classify_groups(model: nn.Module, groups: dict, n_images: int, n_cols: int, batch_size: int,
                      stats: bool = False) -> tuple[torch.Tensor, torch.Tensor | None]:
-    """Top-5 (n_images, n_cols, 5) of :func:`_versions_by_size`'s groups, ``batch_size`` at a
+    """Top-5 (n_images, n_cols, 5) of :func:`versions_by_size`'s groups, ``batch_size`` at a
     time, and with ``stats`` the (n_images, n_cols - 1, 2) :data:`STATS` of each operation."""
     out = torch.empty(n_images, n_cols, TOPK, dtype=torch.long)
     probs = None
@@ -146,8 +146,8 @@ def _top5_chunk(model: nn.Module, images: torch.Tensor, ops: list[str], batch_si
                 cpu_done: list[torch.Tensor] | None = None, stats: bool = False
                 ) -> tuple[torch.Tensor, torch.Tensor | None]:
     """(c, 1 + len(ops), 5) top-5 labels of a chunk of c images (and their stats)."""
-    groups = _versions_by_size(images, ops, device, workers, buffers, cpu_done)
-    return _classify_groups(model, groups, len(images), 1 + len(ops), batch_size, stats)
+    groups = versions_by_size(images, ops, device, workers, buffers, cpu_done)
+    return classify_groups(model, groups, len(images), 1 + len(ops), batch_size, stats)
 
 
 def _cache_folder(cache_dir: str | os.PathLike, classifier: str, ops: list[str], batch_size: int) -> Path:

@@ -6,8 +6,10 @@ import numpy as np
 import pytest
 import torch
 
-from advlib.attacks import (ATTACKS, AttackSpec, TargetedProbability, TopKMisclassification, _success, _Tracker,
-                            is_adversarial, perturbation_norms, run_attack, save_roundtrip, target_labels)
+from advlib.attacks import (ATTACKS, AttackSpec, TargetedProbability, TopKMisclassification, is_adversarial,
+                            perturbation_norms, run_attack, save_roundtrip, target_labels)
+from advlib.attacks.criteria import success
+from advlib.attacks.saving import Tracker
 from advlib.corpora import demo_items, read_images
 from advlib.images import load_image
 from advlib.models import load_classifier, predict_topk
@@ -118,11 +120,11 @@ def test_success_needs_the_reference_out_of_the_top5():
     logits[:, 10] = 20.0  # p(10) >= 0.99
     labels = torch.tensor([50, 50, 12, 50])
     ref = torch.tensor([50, 13, 50, 10])
-    assert _success(logits, labels, None).tolist() == [True, True, False, True]
-    assert _success(logits, labels, None, ref).tolist() == [True, False, False, False]
+    assert success(logits, labels, None).tolist() == [True, True, False, True]
+    assert success(logits, labels, None, ref).tolist() == [True, False, False, False]
     targets = torch.tensor([10, 10, 10, 11])
-    assert _success(logits, labels, targets).tolist() == [True, True, True, False]
-    assert _success(logits, labels, targets, ref).tolist() == [True, False, True, False]
+    assert success(logits, labels, targets).tolist() == [True, True, True, False]
+    assert success(logits, labels, targets, ref).tolist() == [True, False, True, False]
 
 
 @pytest.mark.parametrize("name", list(ATTACKS))
@@ -178,7 +180,7 @@ def test_successes_are_not_attacked_again(model, photos):
 
 
 @pytest.mark.parametrize("name, epsilons", [("fgsm", [16 / 255, 32 / 255]), ("bim", [8 / 255, 16 / 255])])
-def test_reference_label_in_top5_is_not_a_success(name, epsilons, model, photos):
+def test_reference_label_in_top5_is_not_asuccess(name, epsilons, model, photos):
     """An image whose reference label stays in its top-5 is not counted (raw, rounded or saved),
     and the strength search goes on to the next setting for it."""
     images, labels = photos
@@ -212,7 +214,7 @@ def test_tracker_keeps_the_values_of_the_successful_setting(model, photos):
     out = run_attack("fgsm", model, images, labels, epsilons=[16 / 255])
     assert out.success_saved.any()
     x0 = images.float() / 255
-    tracker = _Tracker(model, x0, labels, None, labels, "jpeg")
+    tracker = Tracker(model, x0, labels, None, labels, "jpeg")
     idx = torch.arange(len(images))
     first = tracker.check(idx, out.adversarial.float() / 255, 16 / 255).numpy()
     tracker.check(idx, x0, 0.0)  # the clean images: never adversarial

@@ -11,6 +11,7 @@ import torch
 from PIL import Image
 
 from advlib import attacks, dataset, models, paths, profiles, store
+from advlib.dataset import builder as build_module
 from advlib.images import load_image
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
@@ -225,10 +226,10 @@ def test_killed_run_resumes_to_the_same_bytes(params, tmp_path, monkeypatch):
         done.append(run_shard(*args, **kwargs))
         return done[-1]
 
-    monkeypatch.setattr(dataset, "run_shard", killed_after_two)
+    monkeypatch.setattr(build_module, "run_shard", killed_after_two)
     with pytest.raises(KeyboardInterrupt):
         dataset.build(_spec(params), progress=False)
-    monkeypatch.setattr(dataset, "run_shard", run_shard)
+    monkeypatch.setattr(build_module, "run_shard", run_shard)
     calls = _count_attacks(monkeypatch)
     dataset.build(_spec(params), progress=False)
     assert len(calls) == 2  # only the two shards that had not finished

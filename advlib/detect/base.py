@@ -93,7 +93,7 @@ class TorchDetector(BaseEstimator, ClassifierMixin):
     def _inputs(self, X) -> torch.Tensor:  # (N, ...) tensor the network takes, on the CPU
         raise NotImplementedError
 
-    def _build(self, n_features: int, *, init: bool) -> nn.Module:
+    def build_net(self, n_features: int, *, init: bool) -> nn.Module:
         raise NotImplementedError
 
     #: intra-op threads while training on the CPU (None: torch's setting)
@@ -122,7 +122,7 @@ class TorchDetector(BaseEstimator, ClassifierMixin):
         device = device_of(self.device)
         torch.manual_seed(self.random_state)
         self.n_features_in_ = int(X.shape[-1]) if X.dim() == 2 else None
-        net = self._build(X.shape[-1], init=True).to(device)
+        net = self.build_net(X.shape[-1], init=True).to(device)
         optimizer = torch.optim.Adam(net.parameters(), lr=self.lr, betas=(0.9, 0.999))
         loss_fn = nn.CrossEntropyLoss()
         generator = torch.Generator().manual_seed(self.random_state)

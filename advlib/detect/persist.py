@@ -130,7 +130,7 @@ def load_detector(path: str | os.PathLike, expect: dict | None = None, *, model:
     fitted = config["fitted"]
     for k, v in fitted.items():
         setattr(det, k, v)
-    net = det._build(fitted.get("n_features_in_") or 0, init=False) if kind == "StatsCNN" else det._build(0, init=False)
+    net = det.build_net(fitted.get("n_features_in_") or 0, init=False) if kind == "StatsCNN" else det.build_net(0, init=False)
     net.load_state_dict(torch.load(path / "state_dict.pt", map_location="cpu", weights_only=True))
     det.net_ = net.to(device_of(det.device)).eval()
     return det

@@ -92,7 +92,7 @@ class RawImageCNN(TorchDetector):
     def _inputs(self, X) -> torch.Tensor:
         return image_input(X)
 
-    def _build(self, n_features: int, *, init: bool) -> nn.Module:
+    def build_net(self, n_features: int, *, init: bool) -> nn.Module:
         if self.arch == "resnet50":
             import torchvision
 

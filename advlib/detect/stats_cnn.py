@@ -64,7 +64,7 @@ class StatsCNN(TorchDetector):
             raise ValueError(f"X has {X.shape[1]} features, the detector was fitted on {self.n_features_in_}")
         return X
 
-    def _build(self, n_features: int, *, init: bool) -> nn.Module:
+    def build_net(self, n_features: int, *, init: bool) -> nn.Module:
         layout = self.layout if self.layout != "auto" else ("count" if n_features < 100 else "diff")
         if layout not in STATS_CNN_LAYOUTS:
             raise ValueError(f"layout must be 'auto' or one of {list(STATS_CNN_LAYOUTS)}, got {self.layout!r}")

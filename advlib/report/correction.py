@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 import seaborn as sns
 
-from .style import SavedFigure, _mean_min_max_bars, save, styled
+from .style import SavedFigure, mean_min_max_bars, save, styled
 
 
 @styled
@@ -115,7 +115,7 @@ def fig8_quality(quality: pd.DataFrame, path: str | Path) -> SavedFigure:
     fig, axes = plt.subplots(1, 2, figsize=(11, 3.4))
     order = list(dict.fromkeys(quality["method"]))
     for ax, col, color in ((axes[0], "psnr", "tab:blue"), (axes[1], "ssim", "tab:red")):
-        _mean_min_max_bars(ax, quality, "method", col, order, color, rotation=30)
+        mean_min_max_bars(ax, quality, "method", col, order, color, rotation=30)
     # the paper's Fig. 8 (Sect. 5.3.2): "the heuristic - min approach had higher PSNR and SSIM than the
     # fixed QF approach"; we say whether that holds here
     means = quality.groupby("method")[["psnr", "ssim"]].mean()

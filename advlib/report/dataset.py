@@ -8,7 +8,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 
-from .style import SavedFigure, UNITS, _mean_min_max_bars, save, styled
+from .style import SavedFigure, UNITS, mean_min_max_bars, save, styled
 
 
 @styled
@@ -20,7 +20,7 @@ def fig3_psnr_ssim(manifest: pd.DataFrame, attacks: list[str], path: str | Path)
     # the paper's text (Sect. 2.3): "the average PSNR was about 40 dB while the average SSIM was greater than 0.9"
     paper = {"psnr": (40.0, "paper: average about 40 dB"), "ssim": (0.9, "paper: average above 0.9")}
     for ax, col, color in ((axes[0], "psnr", "tab:blue"), (axes[1], "ssim", "tab:red")):
-        _mean_min_max_bars(ax, adv, "attack", col, present, color, rotation=45)
+        mean_min_max_bars(ax, adv, "attack", col, present, color, rotation=45)
         ax.axhline(paper[col][0], color="k", ls=":", lw=1.2, label=paper[col][1])
         ax.legend(fontsize=7, loc="lower left")
         ax.set_title(f"{UNITS[col]} of adversarial vs normal image (n={len(adv)})", fontsize=9)

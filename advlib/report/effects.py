@@ -46,7 +46,7 @@ def operation_effects(manifest: pd.DataFrame, top5: np.ndarray, op_names: list[s
     return out
 
 
-def _op_axis(op_names: list[str]) -> pd.DataFrame:
+def op_axis(op_names: list[str]) -> pd.DataFrame:
     from ..ops import OPERATIONS
 
     return pd.DataFrame({"op": op_names, "group": [OPERATIONS[o].group for o in op_names],
@@ -69,7 +69,7 @@ def fig4_operation_effects(effects: pd.DataFrame, path: str | Path, by: str = "t
     e["images"] = e["images"].map(lambda k: f"{k} (n={n[k]})")
     g = e.groupby(["images", "op"])[["misclassified", "n"]].sum().reset_index()
     g["pct"] = 100 * g["misclassified"] / g["n"]
-    g = g.merge(_op_axis(sorted(set(g["op"]), key=list(e["op"]).index)), on="op")
+    g = g.merge(op_axis(sorted(set(g["op"]), key=list(e["op"]).index)), on="op")
     groups = [k for k in GROUP_TITLES if k in set(g["group"])]
     fig, axes = plt.subplots(1, len(groups), figsize=(3.4 * len(groups), 3.2), sharey=True, squeeze=False)
     for ax, grp in zip(axes[0], groups):
@@ -113,7 +113,7 @@ def _paper_fig4(kind: str) -> pd.DataFrame:
         adv = t.drop(index="normal")
         pct = 100 * adv.sum() / paper.TABLE3_RESNET50.drop(index="normal")["original"].sum()
     out = pd.DataFrame({"op": pct.index, "pct": pct.to_numpy()})
-    return out.merge(_op_axis(list(out["op"])), on="op")
+    return out.merge(op_axis(list(out["op"])), on="op")
 
 
 @styled

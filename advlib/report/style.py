@@ -78,7 +78,7 @@ def save(fig, path: str | Path) -> SavedFigure:
 UNITS = {"psnr": "PSNR (dB)", "ssim": "SSIM (0-1)"}
 
 
-def _mean_min_max_bars(ax, values: pd.DataFrame, by: str, col: str, order: list[str], color: str,
+def mean_min_max_bars(ax, values: pd.DataFrame, by: str, col: str, order: list[str], color: str,
                        rotation: int) -> None:
     """Bars of the mean of ``col`` per ``by`` group (in ``order``), error bars from min to max;
     each tick label carries its group's n (images with a finite value)."""
