@@ -29,6 +29,8 @@ Importing advlib loads nothing heavy and changes no global state: the names are 
 first use.
 """
 
+import importlib
+
 __version__ = "0.1.0"
 
 #: name -> module that defines it
@@ -44,8 +46,6 @@ __all__ = sorted(_EXPORTS)
 
 def __getattr__(name: str):
     if name in _EXPORTS:
-        import importlib
-
         value = getattr(importlib.import_module(f"{__name__}.{_EXPORTS[name]}"), name)
         globals()[name] = value
         return value

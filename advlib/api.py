@@ -14,7 +14,10 @@ import numpy as np
 import torch
 from torch import nn
 
-from . import attacks as _attacks, correct as _correct, features, models, ops as _ops
+from . import attacks as _attacks
+from . import correct as _correct
+from . import features, models
+from . import ops as _ops
 from .detect.pipeline import as_images, classifier_name
 
 __all__ = ["load_classifier", "wrap", "load_images", "predict_top5", "correct_labels", "correct_images", "attack"]

@@ -31,11 +31,14 @@ import numpy as np
 import torch
 
 from . import features, ops
-from .paths import ROOT
-from .runtime import tune_allocator
+from .api import attack
 from .corpora import demo_items, read_images
+from .detect import FeatureSqueezing
+from .detect.pipeline import Detector
 from .models import load_classifier
-from .store import to_pil
+from .paths import ROOT
+from .runtime import auto_batch_size, tune_allocator
+from .store import atomic_write_bytes, to_pil
 
 BENCHMARKS = ROOT / "BENCHMARKS.md"
 HEADER = ("| date | device | torch threads | figure | value |\n"
@@ -133,10 +136,6 @@ def bench_scan(model, images: torch.Tensor, device: torch.device, workers: int, 
                classifier: str, repeat: int = REPEAT) -> dict[str, float]:
     """Scoring speed of the shipped cheap detector vs the all-38 SVM-diff detector vs feature
     squeezing, on the same images (no cache)."""
-    from .api import attack
-    from .detect import FeatureSqueezing
-    from .detect.pipeline import Detector
-
     kw = dict(batch_size=batch_size, device=device, workers=workers)
     cheap = Detector.pretrained(model, **kw)
     adv = attack("fgsm", model, images, device=device, batch_size=batch_size)
@@ -154,8 +153,6 @@ def bench_scan(model, images: torch.Tensor, device: torch.device, workers: int, 
 def write_rows(rows: list[tuple[str, str]], device: str, threads: int, path=BENCHMARKS) -> None:
     """Add ``(figure, value)`` rows to the BENCHMARKS.md table, replacing a row of the same
     date, device, threads and figure."""
-    from .store import atomic_write_bytes
-
     date = _dt.date.today().isoformat()
     text = path.read_text() if path.exists() else ""
     if HEADER not in text:
@@ -186,8 +183,6 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
         parser.error("--device cuda: CUDA is not available")
     device = torch.device(args.device)
     if args.batch_size <= 0:
-        from .runtime import auto_batch_size
-
         args.batch_size = auto_batch_size(args.device)
     tuned = tune_allocator()
     threads = torch.get_num_threads()

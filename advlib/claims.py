@@ -23,6 +23,8 @@ import numpy as np
 import pandas as pd
 
 from . import profiles
+from .reproducibility import allowed_images
+from .store import write_csv
 
 HOLDS, WITHIN, FAILS = "holds", "within tolerance", "fails"
 
@@ -47,19 +49,13 @@ class Tables:
 
     def tol(self, table: str, n: float) -> float:
         """The points a percentage of ``n`` images of ``table`` may move between CPUs."""
-        from .reproducibility import allowed_images
-
         return 100.0 * allowed_images(self.profile, table)[0] / n
 
     def images(self, table: str) -> int:
         """The images a count of ``table`` may move between CPUs."""
-        from .reproducibility import allowed_images
-
         return allowed_images(self.profile, table)[0]
 
     def auc_tol(self, table: str) -> float:
-        from .reproducibility import allowed_images
-
         return allowed_images(self.profile, table)[1]
 
 
@@ -300,7 +296,6 @@ def check_run(params: dict[str, Any]) -> tuple[list[str], bool]:
     if params["profile"] not in PROFILES:
         return [f"README statements: they are about the {', '.join(PROFILES)} profile, not checked on "
                 f"{params['profile']}"], True
-    from .store import write_csv
 
     folder = profiles.out_dirs(params)["tables"]
     df = evaluate(folder, params["profile"])

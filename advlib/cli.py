@@ -18,6 +18,9 @@ import os
 import sys
 from typing import Callable, Sequence
 
+# Each command imports what it needs inside its function: ``advlib --help`` and ``advlib scan
+# --help`` load no torch.
+
 
 def cmd_scan(argv: Sequence[str]) -> int:
     """``advlib scan``: :func:`advlib.scan.app.main`."""

@@ -10,7 +10,11 @@ from __future__ import annotations
 from typing import Any
 
 from . import attacks, corpora, detect, models, ops
-from .profiles import ProfileError
+
+
+class ComponentError(ValueError):
+    """A profile names a component its registry does not have (:func:`check`; loading a profile
+    turns it into an :class:`advlib.profiles.ProfileError`)."""
 
 
 def check(params: dict[str, Any], source: str = "<parameters>") -> None:
@@ -18,12 +22,12 @@ def check(params: dict[str, Any], source: str = "<parameters>") -> None:
     every classifier, attack, detector and operation name exists, every attack option is one of the
     attack's options (``advlib.attacks.ATTACKS[name].options``), every grid parameter one of the
     detector's (``get_params()``), and the corpus one of :data:`advlib.corpora.CORPORA`. Raises
-    :class:`advlib.profiles.ProfileError` naming the key and ``source``. Imports the registries
+    a :class:`ComponentError` naming the key and ``source``. Imports the registries
     (torch, Foolbox): :func:`advlib.profiles.load_profile` calls it unless ``check=False``."""
     def known(names, registry: dict, key: str, kind: str) -> None:
         for name in names:
             if name not in registry:
-                raise ProfileError(f"{source}: key '{key}': unknown {kind} '{name}' (known: {', '.join(registry)})")
+                raise ComponentError(f"{source}: key '{key}': unknown {kind} '{name}' (known: {', '.join(registry)})")
 
     known([params["corpus"]], corpora.CORPORA, "corpus", "corpus")
     known(params["classifiers"], models.CLASSIFIERS, "classifiers", "classifier")
@@ -35,10 +39,10 @@ def check(params: dict[str, Any], source: str = "<parameters>") -> None:
     for name, opts in params["attack_options"].items():
         unknown = sorted(set(opts) - set(attacks.ATTACKS[name].options))
         if unknown:
-            raise ProfileError(f"{source}: attack '{name}': unknown option(s) {unknown} "
+            raise ComponentError(f"{source}: attack '{name}': unknown option(s) {unknown} "
                                f"(its options: {', '.join(attacks.ATTACKS[name].options)})")
     for name, grid in params["detector_grids"].items():
         if name in ("svm", "random_forest", "lda", "mlp"):  # cheap to build: check the grid's keys
             unknown = sorted(set(grid) - set(detect.make_detector(name).get_params()))
             if unknown:
-                raise ProfileError(f"{source}: detector '{name}': unknown grid parameter(s) {unknown}")
+                raise ComponentError(f"{source}: detector '{name}': unknown grid parameter(s) {unknown}")

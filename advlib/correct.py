@@ -35,7 +35,9 @@ import torch
 from torch import nn
 
 from .features import label_array
-from .store import check_images
+from .ops import GROUPS, apply, jpeg_name, jpeg_qualities, names_of
+from .runtime import progress as tqdm
+from .store import check_images, save_tensors
 
 #: Quality factors searched by the heuristic (Sect. 5.2, Step 2), highest first.
 HEURISTIC_QFS: tuple[int, ...] = tuple(range(100, 35, -5))
@@ -71,8 +73,6 @@ def select_ops(op_names: Sequence[str], groups: Sequence[str] | str = CORRECTION
     ``groups``: names of ``advlib.ops.GROUPS`` (jpeg, scaling, blur, rotation, jpeg+scaling, all)
     and/or explicit op names.
     """
-    from .ops import GROUPS, names_of
-
     groups = (groups,) if isinstance(groups, str) else tuple(groups)
     for g in groups:
         if g not in GROUPS and g not in op_names:
@@ -159,8 +159,6 @@ def jpeg_correct(images: torch.Tensor, qf: int | Sequence[int] | np.ndarray) -> 
     ``qf`` is one int or one per image (N,); images are grouped by QF and coded with
     ``advlib.ops.apply(jpeg_name(qf), ...)`` (Pillow, exact). Returns uint8 (N, 3, H, W).
     """
-    from .ops import apply, jpeg_name, jpeg_qualities
-
     check_images(images)
     qfs = np.broadcast_to(np.asarray(qf), (len(images),)) if np.ndim(qf) == 0 else np.asarray(qf)
     if qfs.shape != (len(images),) or not np.issubdtype(qfs.dtype, np.integer):
@@ -192,7 +190,6 @@ def heuristic_qf_set(after: Any, op_names: Sequence[str], corrected: Any,
         raise ValueError(f"corrected must be (N, 5) = ({len(arr)}, 5), got {corr.shape}")
     if not 1 <= rank <= 5:
         raise ValueError(f"rank must be 1..5, got {rank}")
-    from .ops import jpeg_name, jpeg_qualities
 
     qs = sorted({int(q) for q in qfs}, reverse=True)
     missing = [q for q in qs if q not in jpeg_qualities() or jpeg_name(q) not in op_names]
@@ -350,7 +347,6 @@ def train_dae(images_uint8: torch.Tensor, *, sigma: float = 0.1, epochs: int, ba
     images = check_images(images_uint8, "images_uint8")
     if epochs < 1 or batch_size < 1 or sigma < 0:
         raise ValueError(f"need epochs >= 1, batch_size >= 1, sigma >= 0; got {epochs}, {batch_size}, {sigma}")
-    from tqdm.auto import tqdm
 
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
@@ -392,8 +388,6 @@ def denoise(model: nn.Module, images_uint8: torch.Tensor, *, batch_size: int = 3
 
 def save_dae(model: DenoisingAutoencoder, path: str | os.PathLike, meta: dict[str, Any] | None = None) -> Path:
     """Save the weights and a JSON config (architecture + ``meta``, e.g. sigma, epochs, data) atomically."""
-    from .store import save_tensors
-
     config = {"arch": model.config, "meta": meta or {}}
     state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
     return save_tensors({"state_dict": state, "config": json.dumps(config, sort_keys=True, default=str)}, path)

@@ -18,7 +18,9 @@ import torch
 from torch import nn
 
 from . import ops as _ops
-from .runtime import tune_allocator
+from .ops import VERSION
+from .runtime import numerics_id, tune_allocator
+from .runtime import progress as progress_bar
 from .store import check_images, pixel_sha256, save_tensors
 
 __all__ = ["top5_under_ops", "counting", "differences", "feature_matrix", "FEATURE_KINDS"]
@@ -154,9 +156,6 @@ def _cache_folder(cache_dir: str | os.PathLike, classifier: str, ops: list[str],
     """Where the top-5 of ``classifier`` under ``ops`` are cached: keyed by what the float32
     outputs depend on besides the pixels: the operations (and :data:`advlib.ops.VERSION`), the
     numerics (:func:`advlib.runtime.numerics_id`), the torch thread count and the batch size."""
-    from .ops import VERSION
-    from .runtime import numerics_id
-
     what = f"v{VERSION}:{','.join(ops)}:{numerics_id()}:t{torch.get_num_threads()}:b{batch_size}"
     digest = hashlib.sha256(what.encode()).hexdigest()[:16]
     return Path(cache_dir) / "top5" / classifier / f"ops-{len(ops)}-{digest}"
@@ -239,7 +238,6 @@ def outputs_under_ops(model: nn.Module, images: torch.Tensor, ops: list[str] | N
             todo.append(i)
             seen.add(h)
 
-    from .runtime import progress as progress_bar
 
     bar = progress_bar(total=len(todo), desc="top-5 under operations", unit="img", disable=not progress)
     chunk = min(batch_size, len(todo))  # one set of version buffers, reused by every full chunk

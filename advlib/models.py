@@ -19,7 +19,10 @@ from typing import Callable
 
 import numpy as np
 import torch
+import torchvision
+from efficientnet_lite_pytorch import EfficientNet
 from torch import nn
+from torchvision.models import get_model_weights
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -62,22 +65,16 @@ class PixelClassifier(nn.Module):
 
 def _hub_checkpoint(arch: str) -> Path:
     """Where torchvision's IMAGENET1K_V1 weights for ``arch`` live in the torch hub cache."""
-    import torchvision
-
     weights = torchvision.models.get_model_weights(arch)["IMAGENET1K_V1"]
     return Path(torch.hub.get_dir()) / "checkpoints" / os.path.basename(weights.url)
 
 
 def torchvision_url(arch: str) -> str:
     """Where torchvision's IMAGENET1K_V1 weights of ``arch`` are published (the message of a missing file)."""
-    import torchvision
-
     return torchvision.models.get_model_weights(arch)["IMAGENET1K_V1"].url
 
 
 def _build_torchvision(arch: str) -> nn.Module:
-    import torchvision
-
     return torchvision.models.get_model(arch, weights=None)
 
 
@@ -95,8 +92,6 @@ def _wheel_weights(index: int) -> Path:
 
 
 def _build_lite(index: int) -> nn.Module:
-    from efficientnet_lite_pytorch import EfficientNet
-
     return EfficientNet.from_name(f"efficientnet-lite{index}")
 
 
@@ -196,6 +191,4 @@ def top1_probability(model: nn.Module, images: torch.Tensor, batch_size: int = 6
 def imagenet_class_names() -> list[str]:
     """The 1,000 ImageNet class names by label index (torchvision's list, the label order of
     every classifier of :data:`CLASSIFIERS`)."""
-    from torchvision.models import get_model_weights
-
     return list(get_model_weights("resnet50")["IMAGENET1K_V1"].meta["categories"])

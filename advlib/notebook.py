@@ -24,10 +24,9 @@ def setup(profile: str, overrides: dict[str, Any] | None = None, *, display_colu
     raw = profiles.read_raw(profile, overrides)  # the YAML only: loading the profile imports torch (auto batch size)
     numerics = runtime.pin_numerics(raw.get("numerics", profiles.OPTIONAL["numerics"]),
                                     raw.get("threads", profiles.OPTIONAL["threads"]))
-    params = profiles.load_profile(profile, check=False, **(overrides or {}))
-    profiles.check_components(params, str(profiles.profile_path(profile)))
+    params = profiles.load_profile(profile, **(overrides or {}))  # now the registries may load torch
     warnings.filterwarnings("ignore", category=UserWarning)
-    import pandas as pd
+    import pandas as pd  # local: after the pin (pandas loads numpy)
 
     pd.set_option("display.width", 200, "display.max_columns", display_columns)
     dirs = profiles.out_dirs(params)

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import os
 import re
+import sys
 from pathlib import Path
 from typing import Any, Union, get_args, get_origin
 
@@ -256,9 +257,13 @@ def load_profile(name_or_path: str | os.PathLike, *, check: bool = True, **overr
         source += f" with overrides {', '.join(overrides)}"
     out = validate(params, source=source)
     if check:
-        from . import components  # the registries load torch and Foolbox: only when the check is asked for
+        # local: the registries load torch and Foolbox, only when the check is asked for
+        from . import components
 
-        components.check(out, source)
+        try:
+            components.check(out, source)
+        except components.ComponentError as e:
+            raise ProfileError(str(e)) from None
     return out
 
 
@@ -309,8 +314,6 @@ def out_dirs(params: dict[str, Any] | str) -> dict[str, Path]:
 
 def main(argv: list[str] | None = None) -> int:
     """``python -m advlib.profiles PROFILE``: validate a profile, print it."""
-    import sys
-
     args = sys.argv[1:] if argv is None else argv
     if len(args) != 1:
         print("usage: python -m advlib.profiles PROFILE_OR_YAML", file=sys.stderr)

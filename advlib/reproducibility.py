@@ -28,6 +28,7 @@ from __future__ import annotations
 import math
 import os
 import shutil
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -36,6 +37,7 @@ import numpy as np
 import pandas as pd
 
 from . import paths, profiles
+from .store import write_csv
 
 #: ``ADVLIB_STRICT=1``: a difference beyond the tolerance raises (``advlib reproduce --strict``).
 STRICT_ENV = "ADVLIB_STRICT"
@@ -201,7 +203,6 @@ def check(params: dict[str, Any], names: list[str] | str | None = None, *, raise
     ref = reference_dir(profile)
     if not ref.exists():
         return [f"profile {profile}: no reference tables ({ref}), nothing to compare with"]
-    from .store import write_csv
 
     out = tables / "reproducibility.csv"
     kept = pd.read_csv(out) if out.exists() else pd.DataFrame(columns=COLUMNS)
@@ -245,8 +246,6 @@ def update_reference(profile: str, names: list[str] | None = None) -> list[Path]
 
 def main(argv: list[str] | None = None) -> int:
     """``python -m advlib.reproducibility check PROFILE`` | ``update-reference PROFILE``."""
-    import sys
-
     args = sys.argv[1:] if argv is None else argv
     if len(args) != 2 or args[0] not in ("check", "update-reference"):
         print("usage: python -m advlib.reproducibility {check,update-reference} PROFILE", file=sys.stderr)

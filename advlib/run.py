@@ -33,7 +33,10 @@ from typing import Any
 
 import yaml
 
-from . import paths, profiles
+from . import paths, profiles, runtime
+
+# papermill, torch (models, detectors) and pandas are imported inside the functions that run
+# notebooks or check inputs: ``advlib reproduce --help`` stays fast.
 
 NOTEBOOKS = ("01_dataset", "02_operation_effects", "03_detection", "04_correction", "05_adaptive")
 
@@ -255,8 +258,6 @@ def run(profile: str, notebooks: list[str] | None = None, overrides: dict[str, A
     runs, and papermill's ``PapermillExecutionError`` when a cell fails."""
     import papermill as pm
     from papermill.engines import papermill_engines
-
-    from . import runtime
 
     overrides = dict(overrides or {})
     sources = notebook_paths(notebooks)

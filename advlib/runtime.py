@@ -26,13 +26,19 @@ On other processors (ARM: Apple silicon, Graviton) there is nothing to pin: the 
 from __future__ import annotations
 
 import contextlib
+import ctypes
+import json
 import os
 import platform
 import sys
+import time
 import warnings
 from dataclasses import dataclass, field
-from typing import Any
 from importlib import metadata
+
+# torch, numpy, threadpoolctl and tqdm are imported inside the functions that need them: the
+# numerics must be pinned (pin_numerics) before torch and numpy load.
+from typing import Any
 
 #: ``numerics`` values: ``pinned`` (the AVX2 code paths of every library, on x86-64) or ``native``.
 NUMERICS = ("pinned", "native")
@@ -256,8 +262,6 @@ def tune_allocator() -> bool:
     if any(k in os.environ for k in ("MALLOC_MMAP_THRESHOLD_", "MALLOC_TRIM_THRESHOLD_", "ADVLIB_NO_MALLOPT")):
         return False
     try:
-        import ctypes
-
         libc = ctypes.CDLL("libc.so.6")
         m_trim_threshold, m_mmap_threshold = -1, -3
         ok = libc.mallopt(m_mmap_threshold, 32 << 20) == 1 and libc.mallopt(m_trim_threshold, 256 << 20) == 1
@@ -314,9 +318,6 @@ def _write_progress(bar: Any, final: bool = False) -> None:
     path = os.environ.get(PROGRESS_ENV)
     if not path:
         return
-    import json
-    import time
-
     now = time.time()
     if not final and now - getattr(bar, "_advlib_written", 0.0) < 1.0:
         return

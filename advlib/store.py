@@ -18,6 +18,7 @@ from typing import Any
 
 import numpy as np
 import torch
+from PIL import Image
 
 
 def _read_umask() -> int:
@@ -106,8 +107,6 @@ def quantize(x: torch.Tensor) -> torch.Tensor:
 
 def to_pil(image: torch.Tensor):
     """uint8 (3, H, W) tensor (any device) -> RGB ``PIL.Image``. The one tensor-to-Pillow conversion."""
-    from PIL import Image
-
     return Image.fromarray(image.permute(1, 2, 0).cpu().numpy())
 
 
@@ -133,8 +132,6 @@ def encode_image(image: torch.Tensor, fmt: str, quality: int | None = 100) -> by
 
 def decode_image(data: bytes) -> torch.Tensor:
     """Decode image bytes to a uint8 (3, H, W) tensor (RGB)."""
-    from PIL import Image
-
     with Image.open(io.BytesIO(data)) as im:
         return from_pil(im)
 

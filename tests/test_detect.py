@@ -336,13 +336,13 @@ def test_cross_validation_evaluates_every_photo_once(real_set):
     that did not train (or choose its threshold) on it."""
     import pandas as pd
 
-    from advlib import cv, experiments
+    from advlib import experiments, folds
 
     y, photo = real_set["y"], real_set["photo"]
     manifest = pd.DataFrame({"kind": np.where(y == 1, "non-targeted", "normal"), "source": [f"p{i}" for i in photo],
                              "attack": np.where(y == 1, "fgsm", "none"), "classifier": "efficientnet_lite0",
                              "split": real_set["split"]})
-    parts = cv.partitions(manifest, 4, seed=0)
+    parts = folds.partitions(manifest, 4, seed=0)
     assert len(parts) == 4
     for p in parts:
         assert not (p.train & p.dev).any() and not (p.train & p.eval).any() and not (p.dev & p.eval).any()
@@ -363,7 +363,7 @@ def test_cross_validation_evaluates_every_photo_once(real_set):
     assert row["accuracy_ci_low"] <= row["accuracy"] <= row["accuracy_ci_high"]
     assert isinstance(row["degenerate"], bool)
     with pytest.raises(ValueError, match="cv_folds"):
-        cv.photo_folds(manifest["source"], 1, 0)
+        folds.photo_folds(manifest["source"], 1, 0)
 
 
 # --------------------------------------------------------------------------- cheap detection (experiments.cost)

@@ -48,8 +48,16 @@ beyond the paper, :mod:`.pgd` and :mod:`.adaptive` (attacks that know the defenc
 """
 
 from .base import AttackOutcome, AttackSpec, run
-from .criteria import (N_CLASSES, TARGET_PROB, TARGET_SHIFT, TOP_K, TargetedProbability, TopKMisclassification,
-                       is_adversarial, target_labels)
+from .criteria import (
+                       N_CLASSES,
+                       TARGET_PROB,
+                       TARGET_SHIFT,
+                       TOP_K,
+                       TargetedProbability,
+                       TopKMisclassification,
+                       is_adversarial,
+                       target_labels,
+)
 from .foolbox_wrappers import TopKDeepFool, foolbox_attack
 from .registry import ATTACKS, get_attack, run_attack
 from .saving import perturbation_norms, save_roundtrip

@@ -47,7 +47,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .. import detect, features, ops as _ops
+from .. import detect, features
+from .. import ops as _ops
 from ..detect.differentiable import SURROGATES, detector_features, torch_estimator
 from .criteria import TOP_K
 from .pgd import AdaptiveOutcome, ValueAndGrad, run, saved_pixels, top5_margin

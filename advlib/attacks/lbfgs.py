@@ -14,8 +14,8 @@ from typing import Sequence
 
 import numpy as np
 import torch
-from scipy.optimize import Bounds, minimize
 import torch.nn.functional as F
+from scipy.optimize import Bounds, minimize
 from torch import nn
 
 from .saving import Check, overshoot_scan

@@ -38,10 +38,32 @@ Modules: :mod:`.spec` (:class:`DatasetSpec`, keys, shards), :mod:`.builder` (nor
 shards, the manifest, :func:`under_ops`), :mod:`.tables` (Tables 1 and 2).
 """
 
-from .builder import (ATTEMPT_COLUMNS, assign_splits, build, build_normal, load_images, load_manifest, run_shard,
-                    save_dataset_image, under_ops)
-from .spec import (NORMAL_KEYS, SPLITS, VERSION, DatasetSpec, Shard, assign_attacks, candidate_items, normal_key,
-                   normal_table_path, plan_shards, read_table, shard_key, shard_seed)
+from .builder import (
+                    ATTEMPT_COLUMNS,
+                    assign_splits,
+                    build,
+                    build_normal,
+                    load_images,
+                    load_manifest,
+                    run_shard,
+                    save_dataset_image,
+                    under_ops,
+)
+from .spec import (
+                    NORMAL_KEYS,
+                    SPLITS,
+                    VERSION,
+                    DatasetSpec,
+                    Shard,
+                    assign_attacks,
+                    candidate_items,
+                    normal_key,
+                    normal_table_path,
+                    plan_shards,
+                    read_table,
+                    shard_key,
+                    shard_seed,
+)
 from .tables import TABLE1_COLUMNS, table1, table2
 
 __all__ = ["ATTEMPT_COLUMNS", "NORMAL_KEYS", "SPLITS", "TABLE1_COLUMNS", "VERSION", "DatasetSpec", "Shard",

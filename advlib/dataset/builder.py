@@ -14,7 +14,16 @@ import torch
 from .. import attacks, corpora, features, models, ops, runtime
 from ..images import SIZE, load_image, psnr_ssim
 from ..store import as_saved, image_format, pixel_sha256, save_image, write_csv
-from .spec import DatasetSpec, Shard, candidate_items, normal_table_path, plan_shards, read_table, shard_seed
+from .spec import (
+    DatasetSpec,
+    Shard,
+    candidate_items,
+    normal_table_path,
+    plan_shards,
+    read_table,
+    shard_seed,
+)
+
 
 def save_dataset_image(image: torch.Tensor, stem: Path, save_format: str) -> tuple[Path, torch.Tensor]:
     """Save a normal or adversarial uint8 image (3, 224, 224) as ``stem`` + the format's suffix

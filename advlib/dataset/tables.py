@@ -6,6 +6,7 @@ import pandas as pd
 
 from .spec import SPLITS
 
+
 def table2(manifest: pd.DataFrame) -> pd.DataFrame:
     """Table 2: normal / adversarial / total / ratio per attack setting and split."""
     rows = []

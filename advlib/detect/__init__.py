@@ -38,14 +38,36 @@ from . import differentiable
 from .base import TorchDetector
 from .classic import lda, mlp, random_forest, svm
 from .finetune import FineTunedEfficientNet
-from .metrics import (bootstrap_ci, calibrate_threshold, detector_scores, eer, evaluate, fpr_threshold, is_degenerate,
-                      tpr_at_fpr)
+from .metrics import (
+                      bootstrap_ci,
+                      calibrate_threshold,
+                      detector_scores,
+                      eer,
+                      evaluate,
+                      fpr_threshold,
+                      is_degenerate,
+                      tpr_at_fpr,
+)
 from .persist import load_detector, read_meta, save_detector
-from .raw_cnn import RawImageCNN, pretrained_weights
 from .pipeline import FEATURES, Detector
-from .registry import (DETECTORS, PARAM_GRIDS, TAKES, feature_detectors, make_detector, register_detector,
-                       select_on_dev, takes)
-from .squeezing import PAPER_THRESHOLD, FeatureSqueezing, bit_depth, median_filter, non_local_means
+from .raw_cnn import RawImageCNN, pretrained_weights
+from .registry import (
+                      DETECTORS,
+                      PARAM_GRIDS,
+                      TAKES,
+                      feature_detectors,
+                      make_detector,
+                      register_detector,
+                      select_on_dev,
+                      takes,
+)
+from .squeezing import (
+                      PAPER_THRESHOLD,
+                      FeatureSqueezing,
+                      bit_depth,
+                      median_filter,
+                      non_local_means,
+)
 from .stats_cnn import STATS_CNN_LAYOUTS, StatsCNN
 
 __all__ = ["DETECTORS", "FEATURES", "PARAM_GRIDS", "PAPER_THRESHOLD", "STATS_CNN_LAYOUTS", "TAKES", "Detector",

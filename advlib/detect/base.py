@@ -11,7 +11,8 @@ import torch
 from sklearn.base import BaseEstimator, ClassifierMixin
 from torch import nn
 
-from ..runtime import progress as progress_bar, resolve_device, torch_threads
+from ..runtime import progress as progress_bar
+from ..runtime import resolve_device, torch_threads
 from ..store import check_images
 
 

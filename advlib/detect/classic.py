@@ -8,7 +8,6 @@ from sklearn.ensemble import RandomForestClassifier
 from sklearn.neural_network import MLPClassifier
 from sklearn.svm import SVC
 
-
 # --------------------------------------------------------------------------- traditional classifiers
 
 def svm(**params) -> SVC:

@@ -12,9 +12,16 @@ from typing import Any, Callable
 
 import numpy as np
 import torch
+from scipy import stats
+from sklearn.discriminant_analysis import LinearDiscriminantAnalysis
+from sklearn.linear_model import LogisticRegression
+from sklearn.neural_network import MLPClassifier
+from sklearn.svm import SVC
 from torch import nn
+from torch.utils.checkpoint import checkpoint as ckpt
 
-from .. import features, ops as _ops
+from .. import features
+from .. import ops as _ops
 from ..store import check_images
 
 #: Soft "label unchanged" for the discrete features (:func:`soft_unchanged`).
@@ -152,11 +159,6 @@ def torch_estimator(estimator: Any) -> TorchEstimator:
     ``LogisticRegression`` (linear decision, sigmoid probability) and ``MLPClassifier`` (its
     layers; logistic output). Anything else raises ``TypeError`` naming it.
     """
-    from sklearn.discriminant_analysis import LinearDiscriminantAnalysis
-    from sklearn.linear_model import LogisticRegression
-    from sklearn.neural_network import MLPClassifier
-    from sklearn.svm import SVC
-
     kind = type(estimator).__name__
     classes = getattr(estimator, "classes_", None)
     if classes is None:
@@ -249,8 +251,6 @@ def _op_logits(model: nn.Module, x: torch.Tensor, names: list[str], jpeg: str, c
     for name in names:
         fn = (lambda v, name=name: model(_ops.diff_op(name, v, jpeg)).float())
         if checkpoint and torch.is_grad_enabled():
-            from torch.utils.checkpoint import checkpoint as ckpt
-
             out.append(ckpt(fn, x, use_reentrant=False))
         else:
             out.append(fn(x))
@@ -322,8 +322,6 @@ def surrogate_correlation(classifier: nn.Module, images: torch.Tensor, detector:
     ``detector.features(images)`` over all N x d values. Returns ``{"pearson", "spearman",
     "n_values", "mean_abs_diff"}`` (correlations NaN when either side is constant). ``kwargs``:
     as :func:`surrogate_features`."""
-    from scipy import stats
-
     real = np.asarray(detector.features(images), dtype=np.float64).ravel()
     sur = surrogate_features(classifier, images, detector, **kwargs).ravel()
     if real.shape != sur.shape:

@@ -55,7 +55,8 @@ from sklearn.base import BaseEstimator, ClassifierMixin
 from torch import nn
 
 from ..models import CLASSIFIERS, load_classifier
-from ..runtime import progress as progress_bar, torch_threads as _threads
+from ..runtime import progress as progress_bar
+from ..runtime import torch_threads as _threads
 from ..store import pixel_sha256
 from .base import binary_labels, device_of, train_best_epoch
 

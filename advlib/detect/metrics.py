@@ -10,7 +10,6 @@ from sklearn.metrics import roc_auc_score, roc_curve
 
 from .base import binary_labels
 
-
 # --------------------------------------------------------------------------- evaluation
 
 def detector_scores(det, X) -> np.ndarray:

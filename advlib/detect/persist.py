@@ -22,7 +22,6 @@ from .raw_cnn import RawImageCNN
 from .squeezing import FeatureSqueezing
 from .stats_cnn import StatsCNN
 
-
 # --------------------------------------------------------------------------- save / load
 
 _CONFIG = "detector.json"

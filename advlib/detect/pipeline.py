@@ -30,7 +30,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from .. import features, ops as _ops
+from .. import features
+from .. import ops as _ops
 from ..images import SIZE, load_image
 from ..models import load_classifier
 from ..pretrained import DIR as PRETRAINED_DIR

@@ -7,11 +7,18 @@ import os
 from pathlib import Path
 
 import torch
+import torchvision
 from torch import nn
 
-from ..models import IMAGENET_MEAN, IMAGENET_STD, MissingWeightsError, PixelClassifier, torchvision_url, weights_file
+from ..models import (
+    IMAGENET_MEAN,
+    IMAGENET_STD,
+    MissingWeightsError,
+    PixelClassifier,
+    torchvision_url,
+    weights_file,
+)
 from .base import TorchDetector, image_input
-
 
 # --------------------------------------------------------------------------- raw-image CNNs
 
@@ -36,7 +43,7 @@ def pretrained_weights(arch: str) -> Path:
             f"raw_resnet50 (fine-tuned): ImageNet weights not found: {path}. Nothing is downloaded: fetch "
             f"{torchvision_url('resnet50')} elsewhere and copy it to {path.parent}/")
     if arch == "xception":
-        import timm
+        import timm  # local: timm (slow to import) serves the Xception baseline only
 
         cfg = timm.models.get_pretrained_cfg("legacy_xception.tf_in1k").to_dict()
         candidates = []
@@ -94,20 +101,18 @@ class RawImageCNN(TorchDetector):
 
     def build_net(self, n_features: int, *, init: bool) -> nn.Module:
         if self.arch == "resnet50":
-            import torchvision
-
             net = torchvision.models.resnet50(weights=None)
             if init and self.pretrained:
                 net.load_state_dict(torch.load(pretrained_weights("resnet50"), map_location="cpu", weights_only=True))
             net.fc = nn.Linear(net.fc.in_features, 2)
             return _ImageNet(net, IMAGENET_MEAN, IMAGENET_STD)
-        import timm
+        import timm  # local: timm (slow to import) serves the Xception baseline only
 
         net = timm.create_model("legacy_xception", pretrained=False)
         if init and self.pretrained:
             path = pretrained_weights("xception")
             if path.suffix == ".safetensors":
-                from safetensors.torch import load_file
+                from safetensors.torch import load_file  # local: as timm above
 
                 state = load_file(path)
             else:

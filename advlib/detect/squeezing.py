@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import cv2
 import numpy as np
 import torch
 from sklearn.base import BaseEstimator, ClassifierMixin
@@ -9,7 +10,6 @@ from torch import nn
 
 from .base import binary_labels, device_of, image_input
 from .metrics import fpr_threshold
-
 
 #: EvadeML-Zoo's ImageNet threshold for "Best Joint Detection (5-bit, 2x2, 11-3-4)", used by the paper.
 PAPER_THRESHOLD = 1.2128
@@ -41,8 +41,6 @@ def non_local_means(images: torch.Tensor, search: int = 11, template: int = 3, h
 
     The RGB array goes to OpenCV as it is, as EvadeML-Zoo passed it (OpenCV reads it as BGR).
     """
-    import cv2
-
     arrs = images.permute(0, 2, 3, 1).cpu().numpy()
     out = [cv2.fastNlMeansDenoisingColored(np.ascontiguousarray(a), None, h=h, hColor=h,
                                            templateWindowSize=template, searchWindowSize=search) for a in arrs]

@@ -7,7 +7,6 @@ from torch import nn
 
 from .base import TorchDetector, check_features
 
-
 #: The authors' two stats-CNN layouts: (out_channels, kernel, stride) of the 5 Conv1d layers and
 #: the width of the first fully connected layer ("count": 20 inputs, "diff": 190 inputs).
 STATS_CNN_LAYOUTS: dict[str, tuple[tuple[tuple[int, int, int], ...], int]] = {

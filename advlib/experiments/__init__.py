@@ -6,7 +6,7 @@
   saved detector, format robustness, the false-positive investigation.
 - :mod:`.cost` (beyond the paper, notebook 03): cheap detection, operation subsets chosen on
   training/dev data, continuous features at equal numbers of classifier passes.
-- :mod:`.adaptive` (beyond the paper, notebook 05): adaptive attacks against the detectors and
+- :mod:`.adaptive_sweep` (beyond the paper, notebook 05): adaptive attacks against the detectors and
   the corrections, judged from the saved files.
 - :mod:`.correction` (Sect. 5.3, notebook 04): label correction (Fig. 6), image correction
   (Table 6), the denoising autoencoder, quality after correction (Fig. 8), detect-then-correct.
@@ -16,16 +16,53 @@ Everything here is glue between the dataset manifest, the cached top-5 features 
 ``advlib.experiments``.
 """
 
-from . import adaptive
-from .correction import (LABEL_CORRECTION_SETS, dae_correction, full_pipeline, jpeg_top5, label_correction_results,
-                         quality_after_correction, table6)
-from .cost import MAX_PASSES, STEPS, OpOutputs, cheap_detector, cheap_detector_dir, choose_shipped, cost_curve, final_ops, greedy_order, meets_target
-from .detection import (detection_rate_per_attack, final_feature_detector, format_robustness, fpr_investigation,
-                        half_photo_partitions, raw_cnn, squeezing, table4, table5)
-from .protocol import (ALL_CIS, MAIN_FEATURE_DETECTORS, OOF, SCENARIOS, SETTINGS, Data, Fitted, cross_validate,
-                       feature_fitter, metric_row)
+from . import adaptive_sweep
+from .correction import (
+                         LABEL_CORRECTION_SETS,
+                         dae_correction,
+                         full_pipeline,
+                         jpeg_top5,
+                         label_correction_results,
+                         quality_after_correction,
+                         table6,
+)
+from .cost import (
+                         MAX_PASSES,
+                         STEPS,
+                         OpOutputs,
+                         cheap_detector,
+                         cheap_detector_dir,
+                         choose_shipped,
+                         cost_curve,
+                         final_ops,
+                         greedy_order,
+                         meets_target,
+)
+from .detection import (
+                         detection_rate_per_attack,
+                         final_feature_detector,
+                         format_robustness,
+                         fpr_investigation,
+                         half_photo_partitions,
+                         raw_cnn,
+                         squeezing,
+                         table4,
+                         table5,
+)
+from .protocol import (
+                         ALL_CIS,
+                         MAIN_FEATURE_DETECTORS,
+                         OOF,
+                         SCENARIOS,
+                         SETTINGS,
+                         Data,
+                         Fitted,
+                         cross_validate,
+                         feature_fitter,
+                         metric_row,
+)
 
-__all__ = ["adaptive", "MAX_PASSES", "STEPS", "OpOutputs", "cheap_detector", "cheap_detector_dir", "choose_shipped", "cost_curve", "final_ops", "greedy_order",
+__all__ = ["adaptive_sweep", "MAX_PASSES", "STEPS", "OpOutputs", "cheap_detector", "cheap_detector_dir", "choose_shipped", "cost_curve", "final_ops", "greedy_order",
            "meets_target", "ALL_CIS", "LABEL_CORRECTION_SETS", "MAIN_FEATURE_DETECTORS", "OOF", "SCENARIOS", "SETTINGS", "Data",
            "Fitted", "cross_validate", "dae_correction", "detection_rate_per_attack", "feature_fitter",
            "final_feature_detector", "format_robustness", "fpr_investigation", "full_pipeline", "half_photo_partitions",

@@ -8,11 +8,13 @@ from typing import Any, Callable
 
 import numpy as np
 import pandas as pd
+
+from .. import correct, folds, models
+from ..dataset import load_images
+from ..images import psnr_ssim
+from ..ops import jpeg_name
 from ..runtime import progress as tqdm
-
-from .. import cv
 from .protocol import Data
-
 
 #: Operation sets compared for label correction (Fig. 6); the paper's choice is jpeg+scaling.
 LABEL_CORRECTION_SETS = {"JPEG": ("jpeg",), "scaling": ("scaling",), "JPEG+scaling": ("jpeg", "scaling"),
@@ -27,7 +29,6 @@ def jpeg_top5(after: np.ndarray, op_names: list[str], qf) -> np.ndarray:
     """The cached top-5 of each image under JPEG at its quality ``qf`` (an int or one per image):
     ``after`` (N, n_ops, 5) -> (N, 5). The JPEG-corrected image *is* that operation's output."""
     qf = np.broadcast_to(np.asarray(qf), (len(after),))
-    from ..ops import jpeg_name
 
     cols = [op_names.index(jpeg_name(q)) for q in qf]
     return after[np.arange(len(after)), cols]
@@ -35,8 +36,6 @@ def jpeg_top5(after: np.ndarray, op_names: list[str], qf) -> np.ndarray:
 
 def label_correction_results(d: Data) -> pd.DataFrame:
     """Fig. 6: % of images whose label is in the voted top-5, per op set, image type and attack."""
-    from .. import correct
-
     label = d.manifest["label"].to_numpy()
     rows = []
     for name, groups in LABEL_CORRECTION_SETS.items():
@@ -61,8 +60,6 @@ def table6(d: Data, fixed_qfs: list[int], heuristic_qfs: list[int], groups: list
     ``fallback_*`` count the images where no QF gave a voted label. Returns the table and the
     heuristic's chosen QFs per strategy (and ``fell_back``).
     """
-    from .. import correct
-
     label = d.manifest["label"].to_numpy()
     typ = _type(d.manifest)
     after = d.top5[:, 1:]
@@ -110,14 +107,12 @@ def dae_correction(d: Data, load: Callable, classifiers: list[str], *, sigma: fl
     Returns ``(top5 (n, 5), mask (N,))`` with the rows of ``mask`` in manifest order.
     ``models_dir``: where the (first) DAE is saved, its metadata naming ``run``.
     """
-    from .. import correct, models
-
     m = d.manifest
     normal = (m["kind"] == "normal").to_numpy()
     if d.cv_folds == 0:
         halves = [((m["split"] == "train").to_numpy(), (m["split"] != "train").to_numpy())]
     else:
-        half = cv.photo_folds(m["source"].to_numpy(), 2, d.seed)
+        half = folds.photo_folds(m["source"].to_numpy(), 2, d.seed)
         halves = [(half == 0, half == 1), (half == 1, half == 0)]
     mask = np.zeros(len(m), bool)
     for _, ev in halves:
@@ -141,10 +136,6 @@ def quality_after_correction(d: Data, root, qfs: dict[str, np.ndarray], batch: i
 
     ``qfs`` maps a method name to the QF used per manifest row (a fixed QF or the heuristic's).
     """
-    from .. import correct
-    from ..dataset import load_images
-    from ..images import psnr_ssim
-
     m = d.manifest
     path_of = dict(zip(m["image_id"], m["path"]))
     adv = np.flatnonzero((m["kind"] != "normal").to_numpy())
@@ -171,8 +162,6 @@ def full_pipeline(d: Data, rows: np.ndarray, flagged: np.ndarray, heuristic_qfs:
     heuristic-min JPEG correction (searching ``heuristic_qfs``, voting over ``groups``); the
     others keep the classifier's top-5. Accuracy: label in top-5.
     """
-    from .. import correct
-
     label = d.manifest["label"].to_numpy()[rows]
     after = d.top5[rows, 1:]
     flagged = np.asarray(flagged, dtype=bool)

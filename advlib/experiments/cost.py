@@ -23,19 +23,21 @@ are slightly optimistic; stated in its metadata).
 
 from __future__ import annotations
 
+import hashlib
 from collections import Counter
-from pathlib import Path
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Callable
 
 import numpy as np
 import pandas as pd
 from sklearn.metrics import roc_auc_score
 from sklearn.svm import SVC
-from ..runtime import progress as tqdm
 
 from .. import detect, features
-from .protocol import Data, Fitted, OOF, cross_validate, metric_row
+from ..detect.pipeline import PRETRAINED_DIR, Detector
+from ..runtime import progress as tqdm
+from .protocol import OOF, Data, Fitted, cross_validate, metric_row
 
 #: Feature kinds compared on operation subsets.
 KINDS = ("diff", "count") + features.CONTINUOUS_KINDS
@@ -162,7 +164,6 @@ def cheap_detector_dir(run: str, classifier: str, models_dir) -> Path:
     (:data:`advlib.detect.pipeline.PRETRAINED_DIR`, shipped) for the demo run of efficientnet_lite0,
     else the run's ``models/detector_cheap``."""
 
-    from ..detect.pipeline import PRETRAINED_DIR
 
     if run == "demo" and classifier == "efficientnet_lite0":
         return PRETRAINED_DIR / classifier
@@ -176,10 +177,6 @@ def cheap_detector(d: Data, out: OpOutputs, o: OOF, kind: str, k: int, classifie
     scores of normal images. Returns an :class:`advlib.Detector` whose ``meta`` holds the
     out-of-fold metrics of the procedure (accuracy, AUC, FPR and detection rate at the
     calibrated threshold, with cluster-bootstrap intervals) and the SHA-256 of its training data."""
-    import hashlib
-
-    from ..detect.pipeline import Detector
-
     ops = final_ops(o, k)
     cols = [out.op_names.index(n) for n in ops]
     infos = [{key: v for key, v in m.info.items() if key != "ops"} for m in o.models if m is not None]

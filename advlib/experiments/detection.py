@@ -8,10 +8,21 @@ from typing import Callable
 import numpy as np
 import pandas as pd
 import torch
-from ..runtime import progress as tqdm
+from scipy.stats import spearmanr
 
-from .. import cv, detect, features
-from .protocol import Data, Fitted, MAIN_FEATURE_DETECTORS, OOF, SCENARIOS, cross_validate, feature_fitter, metric_row
+from .. import detect, features, folds
+from ..runtime import progress as tqdm
+from ..store import decode_image, encode_image
+from .protocol import (
+    MAIN_FEATURE_DETECTORS,
+    OOF,
+    SCENARIOS,
+    Data,
+    Fitted,
+    cross_validate,
+    feature_fitter,
+    metric_row,
+)
 
 
 def _fitter(d: Data, name: str, kind: str, group: str, grids: dict | None, options: dict | None, **fixed):
@@ -160,8 +171,6 @@ def format_robustness(d: Data, o: OOF, load: Callable, model, classifier: str, *
     and as many adversarial images (seeded) is used (``0``: all). ``model``: the classifier,
     named ``classifier`` in the top-5 cache (``cache_dir``).
     """
-    from ..store import decode_image, encode_image
-
     rng = np.random.default_rng(d.seed)
     pick = []
     for cls in (0, 1):
@@ -202,7 +211,7 @@ def half_photo_partitions(d: Data, seed: int) -> list:
     for p in d.parts:
         photos = np.unique(d.groups[p.train])
         keep = rng.choice(photos, size=max(1, len(photos) // 2), replace=False)
-        out.append(cv.Partition(p.name, p.train & np.isin(d.groups, keep), p.dev, p.eval))
+        out.append(folds.Partition(p.name, p.train & np.isin(d.groups, keep), p.dev, p.eval))
     return out
 
 
@@ -250,7 +259,6 @@ def fpr_investigation(d: Data, top1_prob: np.ndarray, name: str = "svm", kind: s
         rows.append({"lever": "paper recipe", "subset": label, "n_images": int(m.sum()),
                      "n_photos": int(len(np.unique(base.groups[m]))), "fpr": base.flag_rate(m),
                      "fpr_calibrated": base.flag_rate(m, calibrated=True)})
-    from scipy.stats import spearmanr
 
     rho = spearmanr(prob[normal], base.scores[normal]).statistic if normal.sum() > 2 else np.nan
     rows.append({"lever": "paper recipe", "subset": "Spearman rho(top-1 probability, score), normal images",

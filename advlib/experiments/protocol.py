@@ -10,8 +10,7 @@ from typing import Any, Callable
 import numpy as np
 import pandas as pd
 
-from .. import cv, detect, features
-
+from .. import detect, features, folds
 
 #: Attack settings of Table 2: which adversarial kinds each contains (normal images always).
 SETTINGS = {"targeted": ("targeted",), "non-targeted": ("non-targeted",),
@@ -34,7 +33,7 @@ class Data:
     """The dataset with its labels and its evaluation protocol: ``y`` 1 for adversarial;
     ``top5`` aligned with ``manifest``.
 
-    ``parts``: the protocol's partitions (:func:`advlib.cv.partitions`): one fixed
+    ``parts``: the protocol's partitions (:func:`advlib.folds.partitions`): one fixed
     train/dev/eval split (``cv_folds`` 0, paper profile) or K folds over the source photos
     (demo, smoke). ``seed`` seeds every fit and resample; ``target_fpr`` is the false-positive
     rate thresholds are calibrated to; ``bootstrap`` the number of cluster-bootstrap resamples
@@ -44,7 +43,7 @@ class Data:
     manifest: pd.DataFrame
     top5: np.ndarray
     op_names: list[str]
-    parts: list[cv.Partition] = field(default_factory=list)
+    parts: list[folds.Partition] = field(default_factory=list)
     cv_folds: int = 0
     seed: int = 0
     target_fpr: float = 0.05
@@ -55,7 +54,7 @@ class Data:
               target_fpr: float = 0.05, bootstrap: int = 0) -> "Data":
         """The data with its partitions: ``cv_folds`` 0 = the manifest's ``split`` column, K >= 2 =
         K folds over the source photos (seeded)."""
-        return cls(manifest, top5, op_names, cv.partitions(manifest, cv_folds, seed), cv_folds, seed, target_fpr,
+        return cls(manifest, top5, op_names, folds.partitions(manifest, cv_folds, seed), cv_folds, seed, target_fpr,
                    bootstrap)
 
     @property

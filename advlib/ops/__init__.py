@@ -28,8 +28,23 @@ upgrade breaks the equality.
 from .base import Operation, OperationGroup
 from .exactness import check_exactness
 from .jpeg import JPEG_GRADIENTS
-from .registry import (BACKENDS, GROUPS, OPERATION_GROUPS, OPERATIONS, VERSION, apply, apply_many, apply_pil,
-                       diff_op, get, jpeg_name, jpeg_qualities, names_of, output_size, register)
+from .registry import (
+                       BACKENDS,
+                       GROUPS,
+                       OPERATION_GROUPS,
+                       OPERATIONS,
+                       VERSION,
+                       apply,
+                       apply_many,
+                       apply_pil,
+                       diff_op,
+                       get,
+                       jpeg_name,
+                       jpeg_qualities,
+                       names_of,
+                       output_size,
+                       register,
+)
 
 __all__ = ["Operation", "OperationGroup", "OPERATION_GROUPS", "OPERATIONS", "GROUPS", "VERSION", "BACKENDS",
            "JPEG_GRADIENTS", "apply", "apply_many", "apply_pil", "check_exactness", "diff_op", "get", "output_size",

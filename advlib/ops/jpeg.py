@@ -63,7 +63,7 @@ def jpeg_codec():
     """(encode(chw, quality) -> bytes tensor, decode(bytes tensor) -> chw) with torchvision's
     libjpeg-turbo ops, called directly (no per-call deprecation warning or Python wrapper
     overhead inside the worker threads); None when torchvision has no codec."""
-    try:
+    try:  # local: a torchvision built without its image codec still imports
         from torchvision.io import ImageReadMode, decode_jpeg, encode_jpeg
     except ImportError:
         return None
@@ -104,7 +104,9 @@ def jpeg(images: torch.Tensor, quality: int, workers: int = 0) -> torch.Tensor:
 
 
 def _kornia_jpeg(x: torch.Tensor, quality: int) -> torch.Tensor:
-    from kornia.enhance import jpeg_codec_differentiable  # kornia loads only for this gradient
+    from kornia.enhance import (
+        jpeg_codec_differentiable,  # local: kornia loads only for this gradient
+    )
 
     q = torch.tensor([float(quality)], device=x.device, dtype=x.dtype)
     return jpeg_codec_differentiable(x, q)

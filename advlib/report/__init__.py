@@ -12,11 +12,29 @@ module changes no global state.
 - :mod:`.adaptive` (beyond the paper, notebook 05): detection and correction under adaptive attacks
 """
 
-from .adaptive import fig_adaptive_correction, fig_adaptive_detection
-from .correction import fig5_heuristic, fig6_label_correction, fig7_examples, fig8_quality, fig9_qf_histogram
+from .adaptive_sweep import fig_adaptive_correction, fig_adaptive_detection
+from .correction import (
+           fig5_heuristic,
+           fig6_label_correction,
+           fig7_examples,
+           fig8_quality,
+           fig9_qf_histogram,
+)
 from .dataset import fig3_psnr_ssim, fig_examples
-from .detection import fig_detection_cost, fig_detection_per_attack, fig_format_robustness, fig_fpr_confidence, fig_roc
-from .effects import GROUP_TITLES, op_axis, fig4_operation_effects, fig_restored_heatmap, operation_effects  # noqa: F401
+from .detection import (
+           fig_detection_cost,
+           fig_detection_per_attack,
+           fig_format_robustness,
+           fig_fpr_confidence,
+           fig_roc,
+)
+from .effects import (  # noqa: F401
+           GROUP_TITLES,
+           fig4_operation_effects,
+           fig_restored_heatmap,
+           op_axis,
+           operation_effects,
+)
 from .style import FORMATS, UNITS, SavedFigure, beside, save, styled, theme
 
 __all__ = ["FORMATS", "GROUP_TITLES", "UNITS", "SavedFigure", "beside", "fig_adaptive_correction",

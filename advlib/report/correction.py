@@ -9,6 +9,8 @@ import numpy as np
 import pandas as pd
 import seaborn as sns
 
+from .. import correct
+from ..dataset import load_images
 from .style import SavedFigure, mean_min_max_bars, save, styled
 
 
@@ -17,8 +19,6 @@ def fig5_heuristic(d, path: str | Path, heuristic_qfs: list[int], groups: list[s
                    n: int = 4) -> SavedFigure:
     """Fig. 5: voted top-5 labels (Step 1, over the operation ``groups``), their QFs S_QF (Step
     2, searching ``heuristic_qfs``), and the Step-3 candidates, for ``n`` images."""
-    from .. import correct
-
     voted, s_qf, _ = correct.heuristic_steps(d.top5[:, 1:], d.op_names, heuristic_qfs, groups=groups)
     kinds, attack = d.manifest["kind"].to_numpy(), d.manifest["attack"].to_numpy()
     picks = list(np.flatnonzero(kinds == "normal")[:1])
@@ -85,9 +85,6 @@ def fig6_label_correction(lc: pd.DataFrame, path: str | Path, attack_order: list
 @styled
 def fig7_examples(d, root: Path, qf_min: np.ndarray, path: str | Path, n: int = 5) -> SavedFigure:
     """Fig. 7: normal, corrected normal, adversarial, corrected adversarial (heuristic-min)."""
-    from .. import correct
-    from ..dataset import load_images
-
     m = d.manifest
     adv_rows = np.flatnonzero((m["kind"] != "normal").to_numpy())
     adv_rows = adv_rows[np.unique(m["attack"].to_numpy()[adv_rows], return_index=True)[1]][:n]

@@ -7,8 +7,9 @@ from pathlib import Path
 import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
+from PIL import Image
 
-from .style import SavedFigure, UNITS, mean_min_max_bars, save, styled
+from .style import UNITS, SavedFigure, mean_min_max_bars, save, styled
 
 
 @styled
@@ -35,8 +36,6 @@ def _amplified(diff: np.ndarray) -> np.ndarray:
 @styled
 def fig_examples(root: Path, manifest: pd.DataFrame, path: str | Path, n: int = 6) -> SavedFigure:
     """Example images: normal, adversarial, and the amplified absolute difference, one attack each."""
-    from PIL import Image
-
     adv = manifest[manifest["kind"] != "normal"].drop_duplicates("attack").head(n)
     normal = manifest[manifest["kind"] == "normal"].set_index("image_id")
     fig, axes = plt.subplots(3, max(len(adv), 1), figsize=(2.2 * max(len(adv), 1), 6.8), squeeze=False)

@@ -8,6 +8,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 import seaborn as sns
+from sklearn.metrics import roc_auc_score, roc_curve
 
 from .style import SavedFigure, save, styled
 
@@ -19,8 +20,6 @@ def fig_roc(scores: dict[str, tuple], path: str | Path, degenerate: set | frozen
     (constant predictors at their threshold) are drawn grey and dashed and say so. Curves that
     coincide are drawn with decreasing widths so that none hides another; the legend sits
     outside the axes."""
-    from sklearn.metrics import roc_auc_score, roc_curve
-
     fig, ax = plt.subplots(figsize=(8.4, 4.6))
     n = len(scores)
     for i, (label, (y, s)) in enumerate(scores.items()):

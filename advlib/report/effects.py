@@ -8,8 +8,10 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 import seaborn as sns
+from matplotlib.lines import Line2D
 
-from ..ops import OPERATION_GROUPS
+from .. import paper
+from ..ops import OPERATION_GROUPS, OPERATIONS
 from .style import SavedFigure, save, styled
 
 
@@ -47,8 +49,6 @@ def operation_effects(manifest: pd.DataFrame, top5: np.ndarray, op_names: list[s
 
 
 def op_axis(op_names: list[str]) -> pd.DataFrame:
-    from ..ops import OPERATIONS
-
     return pd.DataFrame({"op": op_names, "group": [OPERATIONS[o].group for o in op_names],
                          "value": [OPERATIONS[o].value for o in op_names]})
 
@@ -85,7 +85,6 @@ def fig4_operation_effects(effects: pd.DataFrame, path: str | Path, by: str = "t
         ax.set_ylabel("% misclassified (label not in top-5)")
         if grp == "jpeg":
             ax.invert_xaxis()
-    from matplotlib.lines import Line2D
 
     labels = sorted(set(g["images"]))
     colors = dict(zip(labels, sns.color_palette(n_colors=len(labels))))
@@ -104,8 +103,6 @@ def fig4_operation_effects(effects: pd.DataFrame, path: str | Path, by: str = "t
 def _paper_fig4(kind: str) -> pd.DataFrame:
     """The paper's Table 3 (ResNet-50) as % misclassified per operation, for normal images or all
     adversarial images together: columns op, group, value, pct (the 13 operations it reports)."""
-    from .. import paper
-
     t = paper.TABLE3_RESNET50.rename(columns=paper.TABLE3_OPS).drop(columns=["jpeg_20", "original"])
     if kind == "normal":
         pct = 100 * t.loc["normal"] / 1000

@@ -10,14 +10,13 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 import seaborn as sns
+from cycler import cycler
 
 
 def theme() -> dict:
     """The figures' look as matplotlib rc settings: seaborn's whitegrid style, paper context and
     deep palette. Applied only while a figure of this module is drawn (:func:`styled`):
     importing ``advlib.report`` changes no global state (backend, rcParams, seaborn theme)."""
-    from cycler import cycler
-
     rc = {**sns.axes_style("whitegrid"), **sns.plotting_context("paper")}
     rc["axes.prop_cycle"] = cycler(color=sns.color_palette("deep"))
     rc["font.family"] = ["sans-serif"]

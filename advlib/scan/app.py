@@ -8,11 +8,12 @@ import textwrap
 import time
 from typing import Sequence
 
+from ..pretrained import DIR as PRETRAINED_DIR
+from ..pretrained import shipped_detectors
 from . import UsageError
 from .files import find_images
 from .report import summary
 from .scanner import DEFAULT_CHUNK, load_scanner, scan
-from ..pretrained import DIR as PRETRAINED_DIR, shipped_detectors
 from .shipped import describe_shipped
 
 DEFAULT_CLASSIFIER = "efficientnet_lite0"

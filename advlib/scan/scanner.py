@@ -9,10 +9,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Sequence
 
+from ..pretrained import DIR as PRETRAINED_DIR
+from ..pretrained import shipped_detectors
 from . import UsageError
 from .files import corrected_name, file_sha256, find_images
 from .report import DETECTOR_COLUMN, read_report, report_columns, write_report
-from ..pretrained import DIR as PRETRAINED_DIR, shipped_detectors
 
 #: Files read and classified together; the report is rewritten (atomically) after each batch.
 DEFAULT_CHUNK = 32

@@ -33,8 +33,14 @@ import numpy as np
 import pandas as pd
 import torch
 
-from .. import paths, runtime
+from .. import attacks, correct, features, ops, paths, runtime
+from ..attacks import adaptive
+from ..dataset import read_table, save_dataset_image
 from ..detect import detector_scores
+from ..runtime import numerics_id
+from ..runtime import progress as tqdm
+from ..store import pixel_sha256, write_csv
+from .correction import jpeg_top5
 
 #: The attacks of the sweep: name -> (adaptive?, what it targets, description).
 ATTACKS: dict[str, tuple[bool, str, str]] = {
@@ -81,9 +87,6 @@ class Defences:
     def judge(self, images: torch.Tensor, labels: np.ndarray) -> dict[str, np.ndarray]:
         """Per image, bool: flagged by each detector, reference label back in the top-5 after each
         correction, and ``top5_clean`` (the label in the top-5 with no defence)."""
-        from .. import correct, features, ops
-        from .correction import jpeg_top5
-
         names = list(ops.OPERATIONS)
         top5 = np.asarray(features.top5_under_ops(self.classifier, images, names, batch_size=self.batch_size,
                                                   workers=self.workers, progress=False))
@@ -107,8 +110,6 @@ def run_attack(name: str, classifier, images: torch.Tensor, labels: np.ndarray, 
                steps: int, eot: int, seed: int, batch_size: int):
     """One attack of :data:`ATTACKS` at ``eps_levels`` / 255: an :class:`advlib.attacks.pgd.AdaptiveOutcome`
     (``none``: None)."""
-    from ..attacks import adaptive
-
     eps = eps_levels / 255
     kw = dict(steps=steps, seed=seed, batch_size=batch_size)
     if name == "pgd":
@@ -133,12 +134,6 @@ def shard(name: str, eps_levels: float, images: torch.Tensor, labels: np.ndarray
     row per image. Cached: the CSV (written last, atomically) marks the shard done. ``threads``:
     torch threads of the attack (0: torch's default; fixed, as the dataset's ``attack_threads``,
     so that the adversarials do not depend on the machine's core count)."""
-    from .. import attacks
-    from ..dataset import read_table, save_dataset_image
-    from ..store import pixel_sha256, write_csv
-
-    from ..runtime import numerics_id
-
     key = paths.fingerprint(name, eps_levels, steps, eot, seed, threads, [pixel_sha256(im) for im in images],
                              np.asarray(labels).tolist(), d.key(), numerics_id(), length=10)
     out = folder / name / f"eps{eps_levels:g}-{key}.csv"
@@ -180,8 +175,6 @@ def sweep(images: torch.Tensor, labels: np.ndarray, ids: list[str], d: Defences,
     step; ``eot_kornia`` only at ``kornia_eps``, None: all), plus the normal images (``none``). Returns
     one row per (attack, budget, image). A failing shard is reported (``on_error(name, eps,
     exc)``, default print) and the others go on."""
-    from ..runtime import progress as tqdm
-
     only = {"detector_paper": surrogate_eps, "eot_kornia": eps_levels if kornia_eps is None else kornia_eps}
     jobs = [("none", 0.0)] + [(a, e) for a in attacks for e in eps_levels if e in only.get(a, eps_levels)]
     parts, failed = [], []
