@@ -18,6 +18,7 @@ from typing import Any, Callable, Iterable
 import numpy as np
 import pandas as pd
 import torch
+from PIL import Image
 
 from .images import IMAGE_SUFFIXES, SIZE, ImageReadError, image_files, load_image
 from .runtime import progress as progress_bar
@@ -219,6 +220,17 @@ def demo_photos() -> list[Photo]:
         raise FileNotFoundError("no demo photos found: install foolbox, scikit-image, matplotlib, "
                                 "scikit-learn, sporco")
     return photos
+
+
+def thumbnail_sources() -> set[str]:
+    """Source ids of the demo photos smaller than 224 px on a side (the 40 CIFAR thumbnails and one
+    text image), which the pipeline upscales."""
+    out = set()
+    for p in demo_photos():
+        with Image.open(p.path) as im:
+            if min(im.size) < SIZE:
+                out.add(p.source_id)
+    return out
 
 
 def demo_items(crops_per_photo: int = 4) -> list[Item]:

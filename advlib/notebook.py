@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import warnings
 from pathlib import Path
 from typing import Any
@@ -34,3 +35,33 @@ def setup(profile: str, overrides: dict[str, Any] | None = None, *, display_colu
     print(f"profile {params['profile']} (run {profiles.run_name(params)}), classifiers {', '.join(params['classifiers'])}, "
           f"device {device}; {numerics.describe()}")
     return params, dirs, device
+
+
+def summary(params: dict[str, Any], names: list[str]) -> str:
+    """The last cell of a notebook (``# NBVAL_CHECK_OUTPUT``: nbval compares it with the committed
+    output of the smoke run): per table the run wrote, its shape and columns and, for a table with
+    a reference, whether every number is within the measured tolerance
+    (``tables/<run>/reproducibility.csv``). Nothing machine-dependent is printed: a rerun on any
+    CPU prints the same lines unless a table changed shape or moved beyond its tolerance."""
+    import pandas as pd  # local: after the pin (pandas loads numpy)
+
+    from .report.tables import path  # local: the report loads matplotlib and the registries (after the pin)
+
+    report_file = profiles.out_dirs(params)["tables"] / "reproducibility.csv"
+    report = pd.read_csv(report_file) if report_file.exists() else None
+    lines = []
+    for name in names:
+        p = path(name, params)
+        if not p.exists():
+            lines.append(f"{name}: missing")
+            continue
+        if p.suffix == ".json":
+            lines.append(f"{name}: keys {', '.join(sorted(json.loads(p.read_text())))}")
+            continue
+        t = pd.read_csv(p)
+        line = f"{name}: {len(t.columns)} columns"
+        if report is not None and name in set(report["table"]):
+            rows = report[report["table"] == name]
+            line += "; every number within tolerance" if rows["within"].all() else "; BEYOND TOLERANCE"
+        lines.append(line)
+    return "\n".join(lines)

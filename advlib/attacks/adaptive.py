@@ -193,7 +193,7 @@ def attack_detector(classifier: nn.Module, detector: Any, images: torch.Tensor, 
         raise ValueError(f"surrogate must be one of {SURROGATES}, got {surrogate!r}")
     if jpeg not in _ops.JPEG_GRADIENTS:
         raise ValueError(f"jpeg must be one of {_ops.JPEG_GRADIENTS}, got {jpeg!r}")
-    est = detector._fitted()
+    est = detector.fitted_estimator()
     head = None
     if detector_loss != "features":
         try:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pandas as pd
 
+from .. import folds
 from .spec import SPLITS
 
 
@@ -50,3 +51,30 @@ def table1(attacked: pd.DataFrame, attack_order: list[str]) -> pd.DataFrame:
     t = t.sort_values(keys).reset_index(drop=True)
     t["attack"] = t["attack"].astype(str)
     return t[TABLE1_COLUMNS]
+
+
+def per_strength(attempts: pd.DataFrame) -> pd.DataFrame:
+    """Every strength tried (``attempts.csv``): per classifier, attack and strength, the images tried
+    and their success rates raw / rounded / saved, with the median L2 ([0, 1] scale) and L-inf
+    (8-bit levels) of the rounded image against the normal image."""
+    return attempts.groupby(["classifier", "attack", "rung", "strength"], sort=False).agg(
+        tried=("image_id", "size"), success_raw=("success_raw", "mean"), success_rounded=("success_rounded", "mean"),
+        success_saved=("success_saved", "mean"), median_l2=("l2", "median"), median_linf=("linf", "median"))
+
+
+def splits_table(manifest: pd.DataFrame, cv_folds: int, seed: int) -> pd.DataFrame:
+    """Table 2: with ``cv_folds`` K >= 2 the K folds over source photos (:func:`advlib.folds.fold_table`),
+    with 0 the fixed train/dev/eval split (:func:`table2`; no photo in two splits, checked)."""
+    if cv_folds:
+        return folds.fold_table(manifest, cv_folds, seed)
+    if manifest.groupby("source")["split"].nunique().max() > 1:
+        raise AssertionError("a source photo is in two splits")
+    return table2(manifest)
+
+
+def check_one_format(manifest: pd.DataFrame) -> None:
+    """Every image of the dataset, normal or adversarial, is stored in one file format (the format
+    must not give an adversarial image away); ``AssertionError`` naming the formats otherwise."""
+    suffixes = manifest["path"].str.rsplit(".", n=1).str[-1].unique()
+    if len(suffixes) != 1:
+        raise AssertionError(f"normal and adversarial images are stored in several formats: {list(suffixes)}")

@@ -182,20 +182,20 @@ class Detector:
         self.meta = {"n_train": int(len(y)), "n_train_adversarial": int(y.sum()), **meta}
         return self
 
-    def _fitted(self) -> Any:
+    def fitted_estimator(self) -> Any:
         if self.estimator_ is None:
             raise RuntimeError("this Detector is not fitted: call fit() or Detector.load()")
         return self.estimator_
 
     def score(self, images: Any) -> np.ndarray:
         """P(adversarial) of each image, float (N,)."""
-        return detector_scores(self._fitted(), self.features(images))
+        return detector_scores(self.fitted_estimator(), self.features(images))
 
     def score_top5(self, images: Any) -> tuple[np.ndarray, np.ndarray]:
         """``(score (N,), top5 (N, 5))``: :meth:`score` and the classifier's top-5 labels of each
         image itself, from the same :attr:`passes` (no extra pass for the top-5)."""
         X, top5 = self._features_top5(images)
-        return detector_scores(self._fitted(), X), top5
+        return detector_scores(self.fitted_estimator(), X), top5
 
     def detect(self, images: Any) -> np.ndarray:
         """bool (N,): score >= ``threshold``."""
@@ -225,7 +225,7 @@ class Detector:
 
     def save(self, path: str | os.PathLike) -> Path:
         """Save the fitted estimator and :meth:`describe` into folder ``path`` (safe formats)."""
-        return save_detector(self._fitted(), path, self.describe())
+        return save_detector(self.fitted_estimator(), path, self.describe())
 
     @classmethod
     def load(cls, path: str | os.PathLike, classifier: nn.Module, **kwargs: Any) -> "Detector":

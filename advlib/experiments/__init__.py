@@ -1,6 +1,7 @@
 """The paper's experiments, by section: the loops behind the tables and figures the notebooks show.
 
-- :mod:`.protocol`: the dataset with its labels (:class:`Data`), out-of-fold scores
+- :mod:`.protocol`: what notebooks 03-05 start from (:func:`load`), the dataset with its labels
+  (:class:`Data`), out-of-fold scores
   (:class:`OOF`, :func:`cross_validate`) and metrics with cluster-bootstrap intervals.
 - :mod:`.detection` (Sect. 4.5, notebook 03): Table 4, Table 5, per-attack detection rates, the
   saved detector, format robustness, the false-positive investigation.
@@ -62,9 +63,11 @@ from .protocol import (
                          metric_row,
 )
 
-__all__ = ["adaptive_sweep", "MAX_PASSES", "STEPS", "OpOutputs", "cheap_detector", "cheap_detector_dir", "choose_shipped", "cost_curve", "final_ops", "greedy_order",
-           "meets_target", "ALL_CIS", "LABEL_CORRECTION_SETS", "MAIN_FEATURE_DETECTORS", "OOF", "SCENARIOS", "SETTINGS", "Data",
-           "Fitted", "cross_validate", "dae_correction", "detection_rate_per_attack", "feature_fitter",
-           "final_feature_detector", "format_robustness", "fpr_investigation", "full_pipeline", "half_photo_partitions",
-           "jpeg_top5", "label_correction_results", "metric_row", "quality_after_correction", "raw_cnn", "squeezing",
-           "table4", "table5", "table6"]
+__all__ = ["ALL_CIS", "Data", "Fitted", "LABEL_CORRECTION_SETS", "Loaded", "MAIN_FEATURE_DETECTORS", "MAX_PASSES",
+           "OOF", "OpOutputs", "RAW_CNN_TITLES", "SCENARIOS", "SETTINGS", "STEPS", "adaptive_sweep",
+           "cheap_detector", "cheap_detector_dir", "choose_shipped", "cost_curve", "cost_table", "cross_validate",
+           "dae_correction", "detection_rate_per_attack", "feature_fitter", "final_feature_detector", "final_ops",
+           "format_robustness", "fpr_investigation", "full_pipeline", "greedy_order", "half_photo_partitions",
+           "image_detectors", "jpeg_top5", "label_correction_results", "load", "meets_target", "metric_row",
+           "photo_subsets", "quality_after_correction", "raw_cnn", "save_feature_detector",
+           "saved_detector_pipeline", "squeezing", "table4", "table5", "table6", "target_line"]

@@ -33,7 +33,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from .. import attacks, correct, features, ops, paths, runtime
+from .. import attacks, correct, detect, features, ops, paths, profiles, runtime
 from ..attacks import adaptive
 from ..dataset import read_table, save_dataset_image
 from ..detect import detector_scores
@@ -41,6 +41,7 @@ from ..runtime import numerics_id
 from ..runtime import progress as tqdm
 from ..store import pixel_sha256, write_csv
 from .correction import jpeg_top5
+from .cost import cheap_detector_dir
 
 #: The attacks of the sweep: name -> (adaptive?, what it targets, description).
 ATTACKS: dict[str, tuple[bool, str, str]] = {
@@ -93,7 +94,7 @@ class Defences:
         after = top5[:, 1:]
         cols = [0] + [1 + names.index(n) for n in self.paper.op_names]  # the paper detector's passes
         paper_x = self.paper.features_of(top5[:, cols])
-        paper_flag = detector_scores(self.paper._fitted(), paper_x) >= self.paper.threshold
+        paper_flag = detector_scores(self.paper.fitted_estimator(), paper_x) >= self.paper.threshold
         voted, s_qf, _ = correct.heuristic_steps(after, names, self.heuristic_qfs, groups=self.groups)
         qf = correct.choose_qf(s_qf, "min", fallback_qf=min(self.heuristic_qfs))
         return {"top5_clean": correct.top5_correct(top5[:, 0], labels),
@@ -226,3 +227,50 @@ def breaking_budget(table: pd.DataFrame, defence: str, attacks: list[str], thres
     col = f"defeats_{defence}_pct"
     hit = table[table["attack"].isin(attacks) & (table[col] >= threshold)]
     return float(hit["eps_levels"].min()) if len(hit) else None
+
+
+def pick_images(manifest: pd.DataFrame, classifier: str, n: int, seed: int) -> pd.DataFrame:
+    """``n`` normal images of ``classifier``, one per source photo, drawn with ``seed`` (in manifest
+    order): the images the sweep attacks."""
+    normal = manifest[(manifest["kind"] == "normal") & (manifest["classifier"] == classifier)]
+    firsts = normal.drop_duplicates("source")
+    order = np.random.default_rng(seed).permutation(len(firsts))[:n]
+    return firsts.iloc[np.sort(order)]
+
+
+def load_defences(params: dict[str, Any], dirs: dict[str, Path], classifier: Any, normal_images: torch.Tensor,
+                  device: str) -> Defences:
+    """The defences notebook 03 trained for this run: the saved all-38 detector
+    (``models/detector_svm_diff_all``), the cheap detector (:func:`advlib.experiments.cheap_detector_dir`),
+    feature squeezing fitted at ``target_fpr`` on ``normal_images``, and notebook 04's correction settings."""
+    paper_dir = dirs["models"] / "detector_svm_diff_all"
+    meta = detect.read_meta(paper_dir)
+    bs = params["batch_size"]
+    paper_det = detect.Detector.from_estimator(classifier, detect.load_detector(paper_dir), feature=meta["feature"],
+                                               ops=meta["group"], threshold=meta["threshold"], meta=meta, batch_size=bs)
+    cheap_det = detect.Detector.load(cheap_detector_dir(profiles.run_name(params), params["classifiers"][0],
+                                                        dirs["models"]), classifier, batch_size=bs)
+    squeezer = detect.FeatureSqueezing(classifier, device=device, batch_size=bs, fpr=params["target_fpr"])
+    squeezer.fit(normal_images)
+    return Defences(classifier, paper_det, cheap_det, squeezer, params["heuristic_qfs"], params["correction_groups"],
+                    batch_size=bs, workers=params["workers"])
+
+
+def breaking_table(table: pd.DataFrame, adaptive_attacks: list[str], baseline: str = "pgd") -> pd.DataFrame:
+    """Per defence (:data:`DEFENCES`): the budget at which an adaptive attack breaks it and the one
+    at which ``baseline`` does (:func:`breaking_budget`), and the strongest adaptive attack."""
+    fmt = lambda v: "never" if v is None else f"{v:g}/255"  # noqa: E731
+    lines = []
+    for defence in DEFENCES:
+        best = table[table.attack.isin(adaptive_attacks)].sort_values(f"defeats_{defence}_pct").iloc[-1]
+        lines.append({"defence": defence, "breaks_adaptive": fmt(breaking_budget(table, defence, adaptive_attacks)),
+                      "breaks_non_adaptive": fmt(breaking_budget(table, defence, [baseline])),
+                      "strongest_attack": best.attack, "at_eps": f"{best.eps_levels:g}/255",
+                      "defeated_pct": round(best[f"defeats_{defence}_pct"], 1)})
+    return pd.DataFrame(lines)
+
+
+def write_rows(rows: pd.DataFrame, data_dir: Path) -> Path:
+    """The sweep's per-image rows (with the attacks' wall times on this machine) as the run's
+    ``data/<run>/adaptive_rows.csv``."""
+    return write_csv(rows, Path(data_dir) / "adaptive_rows.csv")

@@ -9,7 +9,7 @@ from typing import Any, Callable
 import numpy as np
 import pandas as pd
 
-from .. import correct, folds, models
+from .. import correct, detect, folds, models
 from ..dataset import load_images
 from ..images import psnr_ssim
 from ..ops import jpeg_name
@@ -183,3 +183,17 @@ def full_pipeline(d: Data, rows: np.ndarray, flagged: np.ndarray, heuristic_qfs:
                     "n_normal": int((typ == "normal").sum()), "n_adversarial": int((typ == "adversarial").sum()),
                     "n_photos": int(len(np.unique(d.groups[rows]))), "flagged_pct": 100 * flagged.mean()})
     return pd.DataFrame(out)
+
+
+def saved_detector_pipeline(d: Data, detector_dir: Path, op_names: list[str], classifiers: list[str],
+                            heuristic_qfs: list[int], groups: list[str]) -> pd.DataFrame:
+    """:func:`full_pipeline` with the detector notebook 03 saved in ``detector_dir``: each image
+    flagged out of fold at its fold's calibrated threshold (``oof_scores.csv``). The saved
+    detector must have been trained on ``classifiers`` and ``op_names``."""
+    saved = detect.read_meta(detector_dir)
+    if saved["classifiers"] != list(classifiers) or saved["ops"] != list(op_names):
+        raise ValueError(f"{detector_dir}: made for other classifiers/operations ({saved['classifiers']}, "
+                         f"{len(saved['ops'])} operations)")
+    oof = pd.read_csv(Path(detector_dir) / "oof_scores.csv")
+    rows = d.manifest.reset_index().set_index("image_id").loc[oof.image_id, "index"].to_numpy()
+    return full_pipeline(d, rows, (oof.score >= oof.calibrated_threshold).to_numpy(), heuristic_qfs, groups)

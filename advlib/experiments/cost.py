@@ -163,8 +163,6 @@ def cheap_detector_dir(run: str, classifier: str, models_dir) -> Path:
     """Where notebook 03 saves the cheap detector: inside the package
     (:data:`advlib.detect.pipeline.PRETRAINED_DIR`, shipped) for the demo run of efficientnet_lite0,
     else the run's ``models/detector_cheap``."""
-
-
     if run == "demo" and classifier == "efficientnet_lite0":
         return PRETRAINED_DIR / classifier
     return Path(models_dir) / "detector_cheap"
@@ -202,3 +200,38 @@ def cheap_detector(d: Data, out: OpOutputs, o: OOF, kind: str, k: int, classifie
                                f"{k} operations chosen most often; configuration chosen among "
                                f"{len(KINDS)} features x {len(STEPS)} sizes by out-of-fold AUC (slightly optimistic)"))
     return det
+
+
+def cost_table(cost: pd.DataFrame, seen: pd.DataFrame, all38_label: str = "SVM - differences feature",
+               squeezing_label: str = "Feature squeezing (5% FPR threshold)") -> tuple[pd.DataFrame, dict, pd.Series]:
+    """The cost curve as notebook 03 publishes it (``detection_cost.csv``): every configuration of
+    ``cost`` (:func:`cost_curve`) with ``meets_target`` and ``shipped``, and feature squeezing
+    (4 passes) from ``seen`` (Table 5's seen-attack rows, by detector) as a reference row.
+    Checks that the all-38 ``diff`` row is Table 5's ``all38_label`` row (the same fits).
+    Returns ``(table, references for the figure, the shipped configuration)``."""
+    seen = seen.set_index("detector") if "detector" in seen.columns else seen
+    all38 = cost[(cost.feature == "diff") & ~cost.selected.astype(bool)].iloc[0]
+    if not np.isclose(all38.accuracy, seen.loc[all38_label, "accuracy"]):
+        raise AssertionError(f"cost curve and Table 5 disagree on {all38_label}: {all38.accuracy} vs "
+                             f"{seen.loc[all38_label, 'accuracy']}")
+    squeeze = seen.loc[squeezing_label] if squeezing_label in seen.index else None
+    refs = {} if squeeze is None or pd.isna(squeeze.get("accuracy")) else \
+        {"feature squeezing (5% FPR threshold)": {**squeeze.to_dict(), "passes": 4}}
+    met = meets_target(cost, all38.accuracy, all38.accuracy_ci_low)
+    shipped = choose_shipped(cost)
+    rows = cost.assign(meets_target=cost.index.isin(met.index),
+                       shipped=(cost.feature == shipped.feature) & (cost.n_ops == shipped.n_ops) & cost.selected)
+    extra = pd.DataFrame([{"feature": name, "n_ops": 3, "passes": 4, "selected": False,
+                           **{k: v for k, v in row.items() if k in cost.columns and k not in ("passes", "n_ops")}}
+                          for name, row in refs.items()])
+    return pd.concat([rows, extra], ignore_index=True), refs, shipped
+
+
+def target_line(cost: pd.DataFrame) -> str:
+    """The target (at most :data:`MAX_PASSES` passes, within 1 point and the interval of the all-38
+    SVM-diff detector) in words, and whether it is met."""
+    all38 = cost[(cost.feature == "diff") & ~cost.selected.astype(bool)].iloc[0]
+    met = meets_target(cost, all38.accuracy, all38.accuracy_ci_low)
+    return (f"target (<= {MAX_PASSES} passes, within 1 point and the CI of all-38 SVM-diff "
+            f"{100 * all38.accuracy:.1f}% [{100 * all38.accuracy_ci_low:.1f}, {100 * all38.accuracy_ci_high:.1f}]): "
+            + (f"met by {len(met)} configuration(s), fewest passes {int(met.passes.min())}" if len(met) else "NOT met"))

@@ -3,6 +3,7 @@ detector, the format-robustness check and the false-positive investigation."""
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Callable
 
 import numpy as np
@@ -10,9 +11,9 @@ import pandas as pd
 import torch
 from scipy.stats import spearmanr
 
-from .. import detect, features, folds
+from .. import corpora, detect, features, folds
 from ..runtime import progress as tqdm
-from ..store import decode_image, encode_image
+from ..store import decode_image, encode_image, write_csv
 from .protocol import (
     MAIN_FEATURE_DETECTORS,
     OOF,
@@ -264,3 +265,51 @@ def fpr_investigation(d: Data, top1_prob: np.ndarray, name: str = "svm", kind: s
     rows.append({"lever": "paper recipe", "subset": "Spearman rho(top-1 probability, score), normal images",
                  "n_images": int(normal.sum()), "auc": np.nan, "fpr": np.nan, "rho": float(rho)})
     return pd.DataFrame(rows), base
+
+
+#: Titles of the raw-image CNN baselines in Table 5.
+RAW_CNN_TITLES = {"resnet50": "ResNet-50", "xception": "XceptionNet", "efficientnet_lite0": "EfficientNet-Lite0"}
+
+
+def image_detectors(d: Data, load: Callable, classifiers: dict, *, raw_cnn_archs: list[str], epochs: int,
+                    cnn_batch_size: int, batch_size: int, device: str) -> dict[str, Callable]:
+    """Table 5's detectors on images, by their row label: each raw-image CNN of
+    ``raw_cnn_archs`` trained from scratch (ResNet-50, Xception) and fine-tuned from ImageNet
+    weights (all three; :func:`raw_cnn`), and feature squeezing at its 5%-FPR threshold and at
+    the paper's fixed one (:func:`squeezing`). ``classifiers``: name -> loaded classifier."""
+    out: dict[str, Callable] = {}
+    for arch in raw_cnn_archs:
+        if arch != "efficientnet_lite0":
+            out[f"{RAW_CNN_TITLES[arch]} (training)"] = raw_cnn(d, load, arch, False, epochs=epochs,
+                                                               batch_size=cnn_batch_size, device=device)
+        out[f"{RAW_CNN_TITLES[arch]} (fine-tuning)"] = raw_cnn(d, load, arch, True, epochs=epochs,
+                                                              batch_size=cnn_batch_size, device=device)
+    out["Feature squeezing (5% FPR threshold)"] = squeezing(d, load, classifiers, False, device, batch_size,
+                                                             d.target_fpr)
+    out["Feature squeezing (paper threshold 1.2128)"] = squeezing(d, load, classifiers, True, device, batch_size,
+                                                                   d.target_fpr)
+    return out
+
+
+def photo_subsets(manifest: pd.DataFrame, corpus: str) -> dict[str, np.ndarray]:
+    """Rows of the upscaled thumbnails (demo photos smaller than 224 px: the CIFAR samples and one
+    text image) and of the full-size photos, as masks over ``manifest`` ({} outside the demo corpus)."""
+    small = corpora.thumbnail_sources() if corpus == "demo" else set()
+    if not small:
+        return {}
+    is_small = manifest["source"].isin(small).to_numpy()
+    return {"photos smaller than 224 px (upscaled thumbnails)": is_small, "photos of 224 px or more": ~is_small}
+
+
+def save_feature_detector(d: Data, o: OOF, name: str, kind: str, group: str, folder: Path,
+                          meta: dict) -> dict:
+    """Refit detector ``name`` on ``kind`` features of ``group`` on every image
+    (:func:`final_feature_detector`), save it to ``folder`` with ``meta`` and its out-of-fold
+    scores (``oof_scores.csv``: what notebook 04's detect-then-correct reads); returns what it
+    measured (the metadata written with it)."""
+    det, threshold, info = final_feature_detector(d, name, kind, group, o)
+    detect.save_detector(det, folder, {**meta, "feature": kind, "group": group, **info})
+    oof = pd.DataFrame({"image_id": d.manifest["image_id"].to_numpy()[o.rows], "fold": o.fold, "score": o.scores,
+                        "threshold": o.threshold, "calibrated_threshold": o.calibrated})
+    write_csv(oof, folder / "oof_scores.csv")
+    return info

@@ -11,6 +11,7 @@ import numpy as np
 import pandas as pd
 
 from .. import detect, features, folds
+from ..dataset import DatasetSpec, load_images, load_manifest, under_ops
 
 #: Attack settings of Table 2: which adversarial kinds each contains (normal images always).
 SETTINGS = {"targeted": ("targeted",), "non-targeted": ("non-targeted",),
@@ -215,3 +216,31 @@ def feature_fitter(d: Data, name: str, kind: str, group: str, *, grid: dict | No
             det.fit(X[tr], y[tr])
         return Fitted(lambda m: detect.detector_scores(det, X[m]), 0.5, best, det)
     return fit
+
+
+@dataclass
+class Loaded:
+    """What the detection and correction notebooks start from (:func:`load`): the run's dataset
+    ``spec``, its ``manifest``, the top-5 (and, with ``stats``, the continuous stats) under the
+    operations, the :class:`Data` with the profile's protocol, and ``load(mask)``: the uint8
+    images of the manifest rows ``mask``, in manifest order."""
+
+    spec: Any
+    manifest: pd.DataFrame
+    top5: np.ndarray
+    stats: np.ndarray | None
+    op_names: list[str]
+    data: Data
+    load: Callable[[np.ndarray], Any]
+
+
+def load(params: dict[str, Any], *, stats: bool = False, progress: bool = True) -> Loaded:
+    """The dataset notebook 01 built and the features notebook 02 cached, for the run of
+    ``params``: the one start of notebooks 03-05."""
+    spec = DatasetSpec.from_profile(params)
+    manifest = load_manifest(spec)
+    top5, st, op_names = under_ops(spec, manifest, stats=stats, progress=progress)
+    data = Data.split(manifest, top5, op_names, cv_folds=params["cv_folds"], seed=params["seed"],
+                      target_fpr=params["target_fpr"], bootstrap=params["bootstrap"])
+    return Loaded(spec, manifest, top5, st, op_names, data,
+                  lambda mask: load_images(spec.store, manifest["path"][mask].tolist()))

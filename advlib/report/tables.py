@@ -1,0 +1,80 @@
+"""Every table a run writes, by file name: :data:`TABLES` maps a file stem of ``tables/<run>/`` to
+its notebook and the function that turns an experiment's result into the published table (the
+paper's values beside ours, rates in percent: :mod:`advlib.paper`). :func:`write` is the one
+way the notebooks write a table; a table that has a reference (:data:`advlib.reproducibility.COMPARED`)
+is compared with it at once."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+import pandas as pd
+
+from .. import paper, profiles, reproducibility
+from ..store import write_csv, write_json
+
+
+def _same(table: pd.DataFrame) -> pd.DataFrame:
+    return table
+
+
+@dataclass(frozen=True)
+class Table:
+    """One table: the ``notebook`` that writes it, ``what`` it holds, and ``publish`` (result -> the CSV)."""
+
+    notebook: str
+    what: str
+    publish: Callable[[Any], Any] = _same
+    kind: str = "csv"  # or "json"
+
+
+#: File stem -> :class:`Table`, in notebook order.
+TABLES: dict[str, Table] = {
+    "table1_attack_success": Table("01_dataset", "Table 1: attacked images and successes per attack", paper.beside_table1),
+    "table2_splits": Table("01_dataset", "Table 2: the splits (or the folds over photos)"),
+    "table3_operation_effects": Table("02_operation_effects", "Table 3: % misclassified after each operation",
+                                      paper.beside_table3),
+    "table4_detection_features": Table("03_detection", "Table 4: the feature detectors, out of fold", paper.beside_table4),
+    "table5_detection_comparison": Table("03_detection", "Table 5: detectors compared, seen and unseen attacks",
+                                         paper.beside_table5),
+    "detection_rate_per_attack": Table("03_detection", "detection rate per attack at the calibrated threshold"),
+    "detection_format_robustness": Table("03_detection", "flags on re-encoded images", paper.in_percent),
+    "detection_fpr_investigation": Table("03_detection", "why normal photos look adversarial", paper.in_percent),
+    "detector_svm_diff_all": Table("03_detection", "the saved all-38 detector's metadata", kind="json"),
+    "detection_cost": Table("03_detection", "cheap detection: accuracy against classifier passes", paper.in_percent),
+    "detector_cheap": Table("03_detection", "the shipped cheap detector's metadata", kind="json"),
+    "fig6_label_correction": Table("04_correction", "Fig. 6: label correction per attack"),
+    "table6_image_correction": Table("04_correction", "Table 6: image correction", paper.beside_table6),
+    "fig8_corrected_quality": Table("04_correction", "Fig. 8: PSNR and SSIM after correction"),
+    "correction_pipeline": Table("04_correction", "detect, then correct"),
+    "adaptive_surrogate_correlation": Table("05_adaptive", "the surrogate of the discrete features against the real ones",
+                                            kind="json"),
+    "table_adaptive": Table("05_adaptive", "adaptive attacks against every defence"),
+    "table_adaptive_breaking": Table("05_adaptive", "where each defence breaks"),
+}
+
+
+def path(name: str, params: dict[str, Any]) -> Path:
+    """Where table ``name`` of :data:`TABLES` goes in a run: ``tables/<run>/<name>.<kind>``."""
+    if name not in TABLES:
+        raise KeyError(f"unknown table {name!r} (known: {', '.join(TABLES)})")
+    return profiles.out_dirs(params)["tables"] / f"{name}.{TABLES[name].kind}"
+
+
+def write(name: str, result: Any, params: dict[str, Any]) -> Any:
+    """Publish ``result`` as table ``name`` of the run of ``params`` (its :attr:`Table.publish`,
+    written atomically) and, when the table has a reference, compare it
+    (:func:`advlib.reproducibility.check`: the lines are printed; a strict run raises beyond
+    the tolerance). Returns the published table."""
+    out = path(name, params)  # KeyError naming the known tables
+    spec = TABLES[name]
+    table = spec.publish(result)
+    if spec.kind == "json":
+        write_json(table, out)
+    else:
+        write_csv(table, out)
+    if name in reproducibility.COMPARED:
+        print("\n".join(reproducibility.check(params, name)))
+    return table
