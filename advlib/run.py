@@ -60,11 +60,11 @@ class InputsMissing(FileNotFoundError):
 def notebook_paths(notebooks: list[str] | None = None) -> list[Path]:
     """The notebooks to run, ``notebooks/<name>.ipynb`` (default: all five in paper order);
     ``FileNotFoundError`` naming every one that does not exist."""
-    paths = [paths.ROOT / "notebooks" / f"{Path(n).stem}.ipynb" for n in notebooks or NOTEBOOKS]
-    missing = [str(p) for p in paths if not p.exists()]
+    files = [paths.ROOT / "notebooks" / f"{Path(n).stem}.ipynb" for n in notebooks or NOTEBOOKS]
+    missing = [str(p) for p in files if not p.exists()]
     if missing:
         raise FileNotFoundError(f"no notebook {', '.join(missing)} (known: {', '.join(NOTEBOOKS)})")
-    return paths
+    return files
 
 
 def _weights_line(name: str) -> tuple[Path | None, str]:

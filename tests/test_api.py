@@ -12,9 +12,10 @@ import pytest
 import torch
 
 import advlib
+from advlib import paths
 from advlib.images import load_image
 
-README = advlib.load_profile.__globals__["ROOT"] / "README.md"
+README = paths.ROOT / "README.md"
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
@@ -141,6 +142,7 @@ def test_extending_advlib(paths, tmp_path, monkeypatch):
     from advlib import ops
 
     registries = ((attacks.ATTACKS, "l2_pgd"), (detect.DETECTORS, "logreg"), (detect.PARAM_GRIDS, "logreg"),
+                  (detect.TAKES, "logreg"),
                   (ops.OPERATIONS, "jpeg_20"), (models.CLASSIFIERS, "mobilenet_v3_large"),
                   (models.CLASSIFIERS, "my_lite0"), (corpora.CORPORA, "my_photos"))
     assert not any(key in reg for reg, key in registries)

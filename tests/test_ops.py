@@ -102,12 +102,12 @@ def test_check_exactness_passes_and_catches_inexact_blur(photos, monkeypatch):
     import torchvision.transforms.v2.functional as F
 
     # torchvision's Gaussian blur is not Pillow's: the check must name the blur operations.
-    monkeypatch.setattr(ops, "_gaussian_blur", lambda x, r: F.gaussian_blur(x, [2 * int(3 * r) + 1] * 2, [r, r]))
+    monkeypatch.setattr(ops.blur, "gaussian_blur", lambda x, r: F.gaussian_blur(x, [2 * int(3 * r) + 1] * 2, [r, r]))
     with pytest.raises(RuntimeError, match="blur_2 .*blur_5"):
         ops.check_exactness(photos[2])
     # a codec that drifts (here: one quality step off) is caught on both paths
     encode, decode = ops.jpeg.jpeg_codec()
-    monkeypatch.setattr(ops, "_jpeg_codec", lambda: (lambda x, quality: encode(x, quality - 1), decode))
+    monkeypatch.setattr(ops.jpeg, "jpeg_codec", lambda: (lambda x, quality: encode(x, quality - 1), decode))
     with pytest.raises(RuntimeError, match=r"jpeg_50 \[torch\].*jpeg_50 \[default\]"):
         ops.check_exactness(photos[2], ["jpeg_50"])
 
