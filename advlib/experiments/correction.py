@@ -34,12 +34,18 @@ def jpeg_top5(after: np.ndarray, op_names: list[str], qf) -> np.ndarray:
     return after[np.arange(len(after)), cols]
 
 
+def label_correction_outcomes(d: Data) -> dict[str, np.ndarray]:
+    """Per op set of :data:`LABEL_CORRECTION_SETS`, per image (bool (N,)): the label is in the
+    voted top-5 (Sect. 5.1)."""
+    label = d.manifest["label"].to_numpy()
+    return {name: correct.label_correction_success(correct.label_correction(d.top5[:, 1:], d.op_names, groups), label)
+            for name, groups in LABEL_CORRECTION_SETS.items()}
+
+
 def label_correction_results(d: Data) -> pd.DataFrame:
     """Fig. 6: % of images whose label is in the voted top-5, per op set, image type and attack."""
-    label = d.manifest["label"].to_numpy()
     rows = []
-    for name, groups in LABEL_CORRECTION_SETS.items():
-        ok = correct.label_correction_success(correct.label_correction(d.top5[:, 1:], d.op_names, groups), label)
+    for name, ok in label_correction_outcomes(d).items():
         frame = pd.DataFrame({"type": _type(d.manifest), "attack": d.manifest["attack"], "ok": ok})
         for keys, g in frame.groupby(["type", "attack"]):
             rows.append({"op_set": name, "type": keys[0], "attack": keys[1], "n": len(g), "correct": int(g.ok.sum())})
@@ -50,15 +56,17 @@ def label_correction_results(d: Data) -> pd.DataFrame:
 
 def table6(d: Data, fixed_qfs: list[int], heuristic_qfs: list[int], groups: list[str] = ("jpeg", "scaling"), *,
            dae_top5: np.ndarray | None = None, dae_mask: np.ndarray | None = None
-           ) -> tuple[pd.DataFrame, dict[str, np.ndarray]]:
+           ) -> tuple[pd.DataFrame, dict[str, np.ndarray], dict[str, np.ndarray]]:
     """Table 6: % correctly classified (label in top-5) after image correction, normal vs adversarial.
 
     Fixed QFs (``fixed_qfs``) and the heuristic (searching ``heuristic_qfs``, voting over the
     operation ``groups``) read the cached top-5 under the JPEG operations (the corrected
     image *is* the JPEG-op output); ``dae_top5`` / ``dae_mask``: :func:`dae_correction`'s output. The heuristic rows use Step 2's primary reading
     (:data:`advlib.correct.HEURISTIC_RANK`); the other reading is a labelled sensitivity row;
-    ``fallback_*`` count the images where no QF gave a voted label. Returns the table and the
-    heuristic's chosen QFs per strategy (and ``fell_back``).
+    ``fallback_*`` count the images where no QF gave a voted label. Returns the table, the
+    heuristic's chosen QFs per strategy (and ``fell_back``), and per method the per-image outcome
+    (float (N,): 1 correct, 0 not, NaN for the images a method does not judge: the DAE judges
+    only the photos it was not trained on), for paired tests and subsets.
     """
     label = d.manifest["label"].to_numpy()
     typ = _type(d.manifest)
@@ -80,9 +88,13 @@ def table6(d: Data, fixed_qfs: list[int], heuristic_qfs: list[int], groups: list
             reading[method], fell_back[method] = correct.HEURISTIC_READINGS[rank], fb
         chosen["fell_back" + suffix] = fb
     rows = [_table6_row(method, ok, typ, reading.get(method, ""), fell_back.get(method)) for method, ok in results.items()]
+    outcomes = {method: ok.astype(float) for method, ok in results.items()}
     if dae_top5 is not None:
-        rows.append(_table6_row("Denoising autoencoder", correct.top5_correct(dae_top5, label[dae_mask]), typ[dae_mask]))
-    return pd.DataFrame(rows), chosen
+        dae_ok = correct.top5_correct(dae_top5, label[dae_mask])
+        rows.append(_table6_row("Denoising autoencoder", dae_ok, typ[dae_mask]))
+        outcomes["Denoising autoencoder"] = np.full(len(label), np.nan)
+        outcomes["Denoising autoencoder"][dae_mask] = dae_ok
+    return pd.DataFrame(rows), chosen, outcomes
 
 
 def _table6_row(method: str, ok: np.ndarray, typ: np.ndarray, reading: str = "",

@@ -16,15 +16,14 @@ one that maximises the dev AUC of an SVM (the paper's best detector: ``SVC(gamma
 trained on the training part (ties: the earlier operation in the paper's order). Each subset is
 then evaluated like Table 5's detectors: an SVM with the dev-set grid, out of fold, threshold 0.5
 on P(adversarial) for accuracy and the dev-calibrated threshold for the detection rate at
-``target_fpr``. The shipped detector is the configuration of at most :data:`MAX_PASSES` passes
-with the best out-of-fold AUC (a choice among :data:`STEPS` x kinds, so its out-of-fold figures
-are slightly optimistic; stated in its metadata).
+``target_fpr``; AUC and the detection rate at 5% false positives are given per fold (averaged:
+each fold's model on its own scale) beside the pooled ones (which mix the folds' score scales).
+The curve compares configurations; it is not how the shipped detector is chosen or evaluated:
+:mod:`advlib.experiments.shipped` runs that whole procedure inside a nested cross-validation.
 """
 
 from __future__ import annotations
 
-import hashlib
-from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
@@ -35,7 +34,7 @@ from sklearn.metrics import roc_auc_score
 from sklearn.svm import SVC
 
 from .. import detect, features
-from ..detect.pipeline import PRETRAINED_DIR, Detector
+from ..detect.pipeline import PRETRAINED_DIR
 from ..runtime import progress as tqdm
 from .protocol import OOF, Data, Fitted, cross_validate, metric_row
 
@@ -142,23 +141,6 @@ def meets_target(table: pd.DataFrame, reference_accuracy: float, reference_ci_lo
     return table[m]
 
 
-def choose_shipped(table: pd.DataFrame, max_passes: int = MAX_PASSES) -> pd.Series:
-    """The configuration to ship: a selected subset (not all operations) of at most ``max_passes``
-    passes with the best out-of-fold AUC (ties: fewer passes, then the order of :data:`KINDS`)."""
-    t = table[(table["passes"] <= max_passes) & table["selected"].astype(bool)].copy()
-    t["_kind"] = t["feature"].map({k: i for i, k in enumerate(KINDS)})
-    return t.sort_values(["auc", "passes", "_kind"], ascending=[False, True, True]).iloc[0].drop("_kind")
-
-
-def final_ops(o: OOF, k: int) -> list[str]:
-    """The shipped detector's operations: the ``k`` operations chosen most often across the
-    partitions' selections (ties: the better average position in the greedy order)."""
-    lists = [m.info["ops"] for m in o.models if m is not None]
-    count = Counter(op for ops in lists for op in ops)
-    pos = {op: np.mean([ops.index(op) if op in ops else k for ops in lists]) for op in count}
-    return sorted(count, key=lambda op: (-count[op], pos[op], op))[:k]
-
-
 def cheap_detector_dir(run: str, classifier: str, models_dir) -> Path:
     """Where notebook 03 saves the cheap detector: inside the package
     (:data:`advlib.detect.pipeline.PRETRAINED_DIR`, shipped) for the demo run of efficientnet_lite0,
@@ -168,47 +150,16 @@ def cheap_detector_dir(run: str, classifier: str, models_dir) -> Path:
     return Path(models_dir) / "detector_cheap"
 
 
-def cheap_detector(d: Data, out: OpOutputs, o: OOF, kind: str, k: int, classifier):
-    """The detector to ship: feature ``kind`` on the ``k`` operations of :func:`final_ops`, an SVM
-    with the grid point chosen most often across the partitions, refitted on every image of the
-    combination setting; threshold calibrated to ``d.target_fpr`` on the pooled out-of-fold
-    scores of normal images. Returns an :class:`advlib.Detector` whose ``meta`` holds the
-    out-of-fold metrics of the procedure (accuracy, AUC, FPR and detection rate at the
-    calibrated threshold, with cluster-bootstrap intervals) and the SHA-256 of its training data."""
-    ops = final_ops(o, k)
-    cols = [out.op_names.index(n) for n in ops]
-    infos = [{key: v for key, v in m.info.items() if key != "ops"} for m in o.models if m is not None]
-    keys = [str(i) for i in infos]
-    params = infos[keys.index(max(keys, key=keys.count))]  # the most frequent; ties: the first partition's
-    est = detect.make_detector("svm", **params)
-    if "random_state" in est.get_params():
-        est.set_params(random_state=d.seed)
-    m = d.in_setting("combination")
-    lines = "\n".join(f"{h}:{label}" for h, label in zip(d.manifest["sha256"].to_numpy()[m], d.y[m]))
-    det = Detector(classifier, feature=kind, ops=ops, estimator=est)
-    det.fit_features(out.matrix(kind, cols)[m], d.y[m].astype(bool),
-                     training_data_sha256=hashlib.sha256(lines.encode()).hexdigest())
-    det.threshold = float(detect.calibrate_threshold(o.scores[o.y == 0], d.target_fpr))
-    row = metric_row(o, d.bootstrap, d.seed, cis=("accuracy", "auc", "tpr_at_5fpr", "fpr", "tpr"))
-    keep = ("accuracy", "accuracy_ci_low", "accuracy_ci_high", "auc", "auc_ci_low", "auc_ci_high", "tpr_at_5fpr",
-            "fpr_calibrated", "fpr_calibrated_ci_low", "fpr_calibrated_ci_high", "detection_rate_calibrated",
-            "detection_rate_calibrated_ci_low", "detection_rate_calibrated_ci_high", "tpr_at_5fpr_ci_low",
-            "tpr_at_5fpr_ci_high", "n_images", "n_photos")
-    det.meta.update(params=params, target_fpr=d.target_fpr, protocol=d.protocol,
-                    oof={key: row[key] for key in keep if key in row},
-                    selection=(f"greedy forward selection on each partition's training/dev images; the "
-                               f"{k} operations chosen most often; configuration chosen among "
-                               f"{len(KINDS)} features x {len(STEPS)} sizes by out-of-fold AUC (slightly optimistic)"))
-    return det
-
-
-def cost_table(cost: pd.DataFrame, seen: pd.DataFrame, all38_label: str = "SVM - differences feature",
-               squeezing_label: str = "Feature squeezing (5% FPR threshold)") -> tuple[pd.DataFrame, dict, pd.Series]:
+def cost_table(cost: pd.DataFrame, seen: pd.DataFrame, shipped: tuple[str, int],
+               all38_label: str = "SVM - differences feature",
+               squeezing_label: str = "Feature squeezing (5% FPR threshold)") -> tuple[pd.DataFrame, dict]:
     """The cost curve as notebook 03 publishes it (``detection_cost.csv``): every configuration of
-    ``cost`` (:func:`cost_curve`) with ``meets_target`` and ``shipped``, and feature squeezing
-    (4 passes) from ``seen`` (Table 5's seen-attack rows, by detector) as a reference row.
-    Checks that the all-38 ``diff`` row is Table 5's ``all38_label`` row (the same fits).
-    Returns ``(table, references for the figure, the shipped configuration)``."""
+    ``cost`` (:func:`cost_curve`) with ``meets_target`` and ``shipped`` (the ``(feature,
+    operations)`` the shipped detector's procedure chose on every photo:
+    :func:`advlib.experiments.shipped.run_procedure`), and feature squeezing (4 passes) from
+    ``seen`` (Table 5's seen-attack rows, by detector) as a reference row. Checks that the all-38
+    ``diff`` row is Table 5's ``all38_label`` row (the same fits). Returns ``(table, references
+    for the figure)``."""
     seen = seen.set_index("detector") if "detector" in seen.columns else seen
     all38 = cost[(cost.feature == "diff") & ~cost.selected.astype(bool)].iloc[0]
     if not np.isclose(all38.accuracy, seen.loc[all38_label, "accuracy"]):
@@ -218,13 +169,12 @@ def cost_table(cost: pd.DataFrame, seen: pd.DataFrame, all38_label: str = "SVM -
     refs = {} if squeeze is None or pd.isna(squeeze.get("accuracy")) else \
         {"feature squeezing (5% FPR threshold)": {**squeeze.to_dict(), "passes": 4}}
     met = meets_target(cost, all38.accuracy, all38.accuracy_ci_low)
-    shipped = choose_shipped(cost)
     rows = cost.assign(meets_target=cost.index.isin(met.index),
-                       shipped=(cost.feature == shipped.feature) & (cost.n_ops == shipped.n_ops) & cost.selected)
+                       shipped=(cost.feature == shipped[0]) & (cost.n_ops == shipped[1]) & cost.selected.astype(bool))
     extra = pd.DataFrame([{"feature": name, "n_ops": 3, "passes": 4, "selected": False,
                            **{k: v for k, v in row.items() if k in cost.columns and k not in ("passes", "n_ops")}}
                           for name, row in refs.items()])
-    return pd.concat([rows, extra], ignore_index=True), refs, shipped
+    return pd.concat([rows, extra], ignore_index=True), refs
 
 
 def target_line(cost: pd.DataFrame) -> str:

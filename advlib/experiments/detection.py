@@ -11,7 +11,7 @@ import pandas as pd
 import torch
 from scipy.stats import spearmanr
 
-from .. import corpora, detect, features, folds
+from .. import detect, features, folds
 from ..runtime import progress as tqdm
 from ..store import decode_image, encode_image, write_csv
 from .protocol import (
@@ -32,20 +32,22 @@ def _fitter(d: Data, name: str, kind: str, group: str, grids: dict | None, optio
 
 
 def table4(d: Data, detectors: list[str], groups: list[str], *, grids: dict | None = None,
-           options: dict | None = None, progress: bool = True) -> pd.DataFrame:
+           options: dict | None = None, progress: bool = True) -> tuple[pd.DataFrame, dict[tuple[str, str, str], OOF]]:
     """Table 4: out-of-fold accuracy of each traditional detector (names of
     :data:`advlib.detect.DETECTORS`) x feature x operation group of ``groups`` (combination
     setting), with cluster-bootstrap CIs, ``n_images``, ``n_photos``, ``degenerate``.
     ``grids``: dev-set grid per detector name (default :data:`advlib.detect.PARAM_GRIDS`);
-    ``options``: constructor keywords per detector name."""
-    rows = []
+    ``options``: constructor keywords per detector name. Returns the table and the :class:`OOF`
+    of each ``(detector, group, feature)`` cell."""
+    rows, oofs = [], {}
     jobs = [(n, k, g) for g in groups for k in ("count", "diff") for n in detectors]
     for name, kind, group in tqdm(jobs, desc="Table 4", disable=not progress):
         o = cross_validate(d, _fitter(d, name, kind, group, grids, options), "combination", "combination")
+        oofs[(name, group, kind)] = o
         chosen = [m.info for m in o.models if m is not None]
-        row = metric_row(o, d.bootstrap, d.seed, cis=("accuracy",))
+        row = metric_row(o, d.bootstrap, d.seed, cis=("accuracy", "auc", "eer"))
         rows.append({"detector": name, "group": group, "feature": kind, "params": str(chosen), **row})
-    return pd.DataFrame(rows)
+    return pd.DataFrame(rows), oofs
 
 
 def table5(d: Data, image_detectors: dict[str, Callable], *, grids: dict | None = None,
@@ -270,6 +272,13 @@ def fpr_investigation(d: Data, top1_prob: np.ndarray, name: str = "svm", kind: s
 #: Titles of the raw-image CNN baselines in Table 5.
 RAW_CNN_TITLES = {"resnet50": "ResNet-50", "xception": "XceptionNet", "efficientnet_lite0": "EfficientNet-Lite0"}
 
+#: How each baseline is fine-tuned, in its Table 5 row label: the paper fine-tunes all of
+#: ResNet-50 / Xception for 150 epochs on 18,910 images; the demo's EfficientNet-Lite0 only its
+#: last MBConv block and head (batch norm frozen) for a few epochs on about 170 images per fold,
+#: a much weaker baseline (:mod:`advlib.detect.finetune`).
+FINE_TUNING = {"resnet50": "fine-tuning", "xception": "fine-tuning",
+               "efficientnet_lite0": "partial fine-tuning: last block and head"}
+
 
 def image_detectors(d: Data, load: Callable, classifiers: dict, *, raw_cnn_archs: list[str], epochs: int,
                     cnn_batch_size: int, batch_size: int, device: str) -> dict[str, Callable]:
@@ -282,23 +291,13 @@ def image_detectors(d: Data, load: Callable, classifiers: dict, *, raw_cnn_archs
         if arch != "efficientnet_lite0":
             out[f"{RAW_CNN_TITLES[arch]} (training)"] = raw_cnn(d, load, arch, False, epochs=epochs,
                                                                batch_size=cnn_batch_size, device=device)
-        out[f"{RAW_CNN_TITLES[arch]} (fine-tuning)"] = raw_cnn(d, load, arch, True, epochs=epochs,
+        out[f"{RAW_CNN_TITLES[arch]} ({FINE_TUNING[arch]})"] = raw_cnn(d, load, arch, True, epochs=epochs,
                                                               batch_size=cnn_batch_size, device=device)
     out["Feature squeezing (5% FPR threshold)"] = squeezing(d, load, classifiers, False, device, batch_size,
                                                              d.target_fpr)
     out["Feature squeezing (paper threshold 1.2128)"] = squeezing(d, load, classifiers, True, device, batch_size,
                                                                    d.target_fpr)
     return out
-
-
-def photo_subsets(manifest: pd.DataFrame, corpus: str) -> dict[str, np.ndarray]:
-    """Rows of the upscaled thumbnails (demo photos smaller than 224 px: the CIFAR samples and one
-    text image) and of the full-size photos, as masks over ``manifest`` ({} outside the demo corpus)."""
-    small = corpora.thumbnail_sources() if corpus == "demo" else set()
-    if not small:
-        return {}
-    is_small = manifest["source"].isin(small).to_numpy()
-    return {"photos smaller than 224 px (upscaled thumbnails)": is_small, "photos of 224 px or more": ~is_small}
 
 
 def save_feature_detector(d: Data, o: OOF, name: str, kind: str, group: str, folder: Path,

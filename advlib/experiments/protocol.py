@@ -112,6 +112,24 @@ class OOF:
     models: list
     groups: np.ndarray
 
+    def restrict(self, mask: np.ndarray) -> "OOF":
+        """The entries whose manifest row is in ``mask`` (bool over the manifest rows): a subset
+        of the images, judged by the same fold models."""
+        keep = np.asarray(mask, bool)[self.rows]
+        return OOF(self.rows[keep], self.y[keep], self.scores[keep], self.threshold[keep], self.calibrated[keep],
+                   self.fold[keep], self.models, self.groups[keep])
+
+    def per_fold(self, metric: str) -> float:
+        """The mean over folds of each fold's own ``metric`` (``auc`` or ``tpr_at_5fpr``: the ROC
+        of that fold's model alone, so that the folds' score scales are never mixed); NaN when no
+        fold has both classes."""
+        values = []
+        for k in np.unique(self.fold):
+            m = self.fold == k
+            if 0 < self.y[m].sum() < m.sum():
+                values.append(detect.evaluate(self.y[m], self.scores[m])[metric])
+        return float(np.mean(values)) if values else float("nan")
+
     def flag_rate(self, mask: np.ndarray, calibrated: bool = False) -> float:
         """Share of the images in ``mask`` (over the OOF entries) flagged at the detector's own
         threshold, or at the calibrated one (images whose fold has no calibrated threshold are
@@ -176,6 +194,9 @@ def metric_row(o: OOF, n_boot: int, seed: int, cis: tuple[str, ...] = ALL_CIS) -
     row["fpr_calibrated"] = o.flag_rate(y == 0, calibrated=True)
     row["detection_rate_calibrated"] = o.flag_rate(y == 1, calibrated=True)
     row["degenerate"] = detect.is_degenerate(s >= o.threshold)
+    row["constant_accuracy"] = max(row["n_adversarial"], row["n_images"] - row["n_adversarial"]) / row["n_images"] \
+        if row["n_images"] else np.nan  # the accuracy of always answering the majority class
+    row["auc_per_fold"], row["tpr_at_5fpr_per_fold"] = o.per_fold("auc"), o.per_fold("tpr_at_5fpr")
     ok_cal = np.isfinite(o.calibrated)
     if n_boot and len(np.unique(y)) == 2:
         for metric, thr in (("accuracy", o.threshold), ("eer", o.threshold), ("auc", o.threshold),

@@ -44,7 +44,12 @@ TABLES: dict[str, Table] = {
     "detection_fpr_investigation": Table("03_detection", "why normal photos look adversarial", paper.in_percent),
     "detector_svm_diff_all": Table("03_detection", "the saved all-38 detector's metadata", kind="json"),
     "detection_cost": Table("03_detection", "cheap detection: accuracy against classifier passes", paper.in_percent),
+    "detection_shipped_nested": Table("03_detection", "the shipped detector's procedure, nested: each outer fold's "
+                                      "choice and rates, and the pooled rates", paper.in_percent),
     "detector_cheap": Table("03_detection", "the shipped cheap detector's metadata", kind="json"),
+    "subsets": Table("03_detection", "Tables 4-6 on the full-size and the ImageNet photos (notebook 04 adds Table 6)",
+                     paper.in_percent),
+    "paired_tests": Table("03_detection", "paired tests of the small-n claims (notebook 04 adds its own)"),
     "fig6_label_correction": Table("04_correction", "Fig. 6: label correction per attack"),
     "table6_image_correction": Table("04_correction", "Table 6: image correction", paper.beside_table6),
     "fig8_corrected_quality": Table("04_correction", "Fig. 8: PSNR and SSIM after correction"),
@@ -78,3 +83,18 @@ def write(name: str, result: Any, params: dict[str, Any]) -> Any:
     if name in reproducibility.COMPARED:
         print("\n".join(reproducibility.check(params, name)))
     return table
+
+
+def update(name: str, result: pd.DataFrame, params: dict[str, Any], key: str = "table") -> pd.DataFrame:
+    """Table ``name`` with the rows of ``result`` replacing the rows of the same ``key`` values
+    already in the run's file (a table two notebooks write parts of: ``subsets``,
+    ``paired_tests``); the new rows are published (:attr:`Table.publish`) first. Returns the file's table."""
+    out = path(name, params)
+    new = TABLES[name].publish(result)
+    if out.exists():
+        old = pd.read_csv(out)
+        if key in old.columns and key in new.columns:
+            old = old[~old[key].isin(set(new[key]))]
+        new = pd.concat([old, new], ignore_index=True)
+    write_csv(new, out)
+    return new
