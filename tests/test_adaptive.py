@@ -100,7 +100,7 @@ def test_eot_loss_decreases_on_a_real_photo(classifier, photos, top1):
     out = adaptive.attack_correction(classifier, photos[:1], top1[:1], EPS, steps=6, eot=2, kappa=20.0, seed=1)
     h = out.loss_history
     print(f"EOT-PGD loss per step on one photo: {np.round(h[:, 0], 2).tolist()}")
-    assert h.shape == (6, 1) and np.isfinite(h).all()
+    assert h.shape == (7, 1) and np.isfinite(h).all()  # every step's iterate and the last
     assert h[-1, 0] < h[0, 0] - 1.0
     assert out.adversarial.dtype == torch.uint8 and out.adversarial.shape == (1, 3, 224, 224)
     assert out.saved.shape == out.adversarial.shape and out.success_saved.dtype == bool
@@ -177,7 +177,7 @@ def test_detector_attack_lowers_the_score(classifier, training, photos, top1):
     det = _detector(classifier, training, "shift")
     x, y = photos[8:11], top1[8:11]  # photos the detector was not fitted on
     plain = adaptive.attack_pgd(classifier, x, y, EPS, steps=12)
-    adapt = adaptive.attack_detector(classifier, det, x, y, EPS, steps=12)
+    adapt = adaptive.attack_detector(classifier, det, x, y, EPS, steps=12, lam=1.0)
     plain_score = det.score(plain.saved)
     print(f"detector score (P(adversarial)) of the saved adversarials: plain PGD {np.round(plain_score, 3).tolist()}, "
           f"detector attack {np.round(adapt.detector_score, 3).tolist()}; fooled the classifier "
@@ -190,7 +190,7 @@ def test_detector_attack_lowers_the_score(classifier, training, photos, top1):
 def test_l2_budget_and_estimator_free_detector_loss(classifier, training, photos, top1):
     x, y = photos[8:9], top1[8:9]
     out = adaptive.attack_pgd(classifier, x, y, 2.0, steps=3, norm="l2")
-    assert out.l2[0] <= 2.0 + 0.05 and out.loss_history.shape == (3, 1)  # + 8-bit rounding
+    assert out.l2[0] <= 2.0 + 0.05 and out.loss_history.shape == (4, 1)  # + 8-bit rounding
     images, flags = training
     forest = advlib.Detector(classifier, feature="count", ops=DET_OPS, estimator="random_forest").fit(images, flags)
     adv = adaptive.attack_detector(classifier, forest, x, y, EPS, steps=2)
@@ -216,3 +216,61 @@ def test_bad_arguments_name_the_parameter(classifier, photos, top1):
         adaptive.attack_correction(classifier, x, y, EPS, steps=1, ops=["jpeg_91"])
     with pytest.raises(ValueError, match="labels"):
         adaptive.attack_pgd(classifier, x, torch.tensor([1, 2]), EPS, steps=1)
+    with pytest.raises(ValueError, match="restarts"):
+        adaptive.attack_pgd(classifier, x, y, EPS, steps=1, restarts=0)
+    with pytest.raises(ValueError, match="queries"):
+        adaptive.attack_square(classifier, x, y, EPS, queries=0)
+
+
+def test_restarts_keep_the_best_start_per_image(classifier, photos, top1):
+    x, y = photos[:2], top1[:2]
+    one = adaptive.attack_pgd(classifier, x, y, 1 / 255, steps=3, kappa=50.0, seed=3)
+    three = adaptive.attack_pgd(classifier, x, y, 1 / 255, steps=3, kappa=50.0, seed=3, restarts=3)
+    # the first restart is the single run (same seed); a later one replaces it only where its final loss is lower
+    assert three.params["restarts"] == 3 and three.loss_history.shape == (4, 2)
+    assert (three.loss_history[-1] <= one.loss_history[-1] + 1e-6).all()
+
+
+def test_lam_search_reattacks_only_the_flagged(classifier, training, photos, top1):
+    det = _detector(classifier, training, "shift")
+    x, y = photos[8:11], top1[8:11]
+    out = adaptive.attack_detector(classifier, det, x, y, 2 / 255, steps=4, lam=(0.01, 100.0))
+    used = np.asarray(out.params["lam_used"])
+    print(f"lam per image {used.tolist()}, evaded {out.evaded.tolist()}")
+    first = adaptive.attack_detector(classifier, det, x, y, 2 / 255, steps=4, lam=0.01)
+    # images that evaded with the first value keep it and its result; the others were attacked again
+    np.testing.assert_array_equal(used == 0.01, first.evaded)
+    np.testing.assert_array_equal(out.adversarial[torch.from_numpy(first.evaded)],
+                                  first.adversarial[torch.from_numpy(first.evaded)])
+    np.testing.assert_allclose(out.detector_score, det.score(out.saved))
+
+
+def test_squeezing_attack_lowers_the_squeezing_score(classifier, photos, top1):
+    squeezer = advlib.detect.FeatureSqueezing(classifier, fpr=0.25, batch_size=4).fit(photos[:8])
+    x, y = photos[8:10], top1[8:10]
+    plain = adaptive.attack_pgd(classifier, x, y, EPS, steps=6)
+    adapt = adaptive.attack_squeezing(classifier, squeezer, x, y, EPS, steps=6, lam=10.0)
+    plain_score = squeezer.decision_function(plain.saved)
+    print(f"squeezing score: plain PGD {np.round(plain_score, 3).tolist()}, squeezing attack "
+          f"{np.round(adapt.detector_score, 3).tolist()} (threshold {squeezer.threshold_used():.3f})")
+    np.testing.assert_allclose(adapt.detector_score, squeezer.decision_function(adapt.saved))
+    assert adapt.detector_score.mean() < plain_score.mean()
+
+
+def test_pipeline_attack_needs_both_levels(classifier, training, photos, top1):
+    det = _detector(classifier, training, "shift")
+    x, y = photos[8:10], top1[8:10]
+    out = adaptive.attack_pipeline(classifier, det, x, y, EPS, steps=4, eot=2, lam=1.0)
+    assert out.params["eot"] == 2 and len(out.params["ops"]) == 26 and out.detected is not None
+    assert out.loss_history.shape == (5, 2) and (out.linf <= 8).all()
+
+
+def test_square_attack_is_gradient_free_and_monotone(classifier, photos, top1):
+    x, y = photos[:2], top1[:2]
+    out = adaptive.attack_square(classifier, x, y, EPS, queries=200, seed=0)
+    h = out.loss_history
+    print(f"Square attack, 200 queries at 8/255: success {out.success_saved.tolist()}, final margins {h[-1].tolist()}")
+    assert h.shape == (201, 2) and (np.diff(h, axis=0) <= 1e-6).all()  # only improvements are kept
+    assert (out.linf <= 8).all() and out.success_saved.any()
+    # the loss at the end is the saved file's: a success is a success on the re-checked file
+    assert (out.success_saved == (h[-1] <= 0)).all()

@@ -1,4 +1,4 @@
-"""Adaptive attacks: the attacker knows the paper's corrections and its detector.
+"""Adaptive attacks: the attacker knows the paper's corrections and its detectors.
 
 The paper (Nguyen et al., IEICE 2022) evaluates its detector and its corrections against attacks
 that ignore them. Evaluating a detection or input-transformation defence needs the attacker who
@@ -6,43 +6,53 @@ does not (Carlini & Wagner 2017, "Adversarial examples are not easily detected: 
 detection methods", AISec; Athalye, Carlini & Wagner 2018, "Obfuscated gradients give a false
 sense of security", ICML, for BPDA and EOT; Tramer, Carlini, Brendel & Madry 2020, "On adaptive
 attacks to adversarial example defenses", NeurIPS). This module gives advlib that attacker, on
-the PGD engine of :mod:`advlib.attacks.pgd` and the differentiable operations of
-:func:`advlib.ops.diff_op` (JPEG through BPDA or kornia's differentiable JPEG, exact gathers for
-scaling and rotation, blur with the gradient of its unrounded box passes).
+the PGD engine of :mod:`advlib.attacks.pgd`, the gradient-free engine of
+:mod:`advlib.attacks.square` and the differentiable operations of :func:`advlib.ops.diff_op`
+(JPEG through BPDA, i.e. the identity's gradient, or kornia's differentiable JPEG; exact gathers
+for scaling and rotation; blur with the gradient of its unrounded box passes).
+
+Every attack minimises one loss, built by :func:`combined_loss` from three parts, and differs
+from the non-adaptive baseline :func:`attack_pgd` in those parts only (same top-5 margin
+``kappa``, steps, step size, random start and restarts unless the caller changes them):
+
+- the top-5 margin (:func:`~advlib.attacks.pgd.top5_margin`) on the image as it will be saved
+  (8-bit rounding and the JPEG quality-100 round trip, straight-through), averaged over the
+  identity and ``eot`` operations drawn at random each step (expectation over transformation);
+- optionally ``lam`` x a hinge on a detector's score: the paper's feature detectors through
+  :func:`detector_term` (a torch copy of the fitted estimator, exact continuous features, a soft
+  surrogate of the discrete ``count`` / ``diff``), feature squeezing through
+  :func:`squeezing_term` (bit depth and non-local means straight-through, the median filter
+  exact).
 
 Attacks (each returns an :class:`~advlib.attacks.pgd.AdaptiveOutcome`; every adversarial is
-rounded to 8 bits, saved (JPEG quality 100 by default, :func:`advlib.store.as_saved`) and
-re-checked from the saved pixels with :func:`advlib.attacks.is_adversarial`, as notebook 01 does):
-- :func:`attack_correction`: PGD with expectation over transformation against label correction
-  and image correction (the vote over the 26 JPEG and scaling operations, or JPEG at the
-  heuristic's quality). Each step draws ``eot`` of the correction's operations at random and
-  averages the top-5 margin loss (:func:`top5_margin`) over them and the identity. The loss is
-  taken on the image as it will be saved (JPEG-100 round trip, straight-through), so the
-  operations see what the defence will see.
-- :func:`attack_pgd`: the same PGD with the same budget, step size and loss but no EOT (the
-  identity only): the non-adaptive baseline, written here rather than taken from Foolbox so that
-  the only difference between the two is the EOT.
-- :func:`attack_high_confidence`: :func:`attack_pgd` with a large margin ``kappa`` over the
-  top-5 (the paper's intuition: confident adversarials survive the operations).
-- :func:`attack_detector`: C&W-style, loss = top-5 margin + ``lam`` x hinge on the detector's
-  score (keep it under the detector's threshold), through a torch copy of the detector
-  (:func:`advlib.detect.differentiable.torch_estimator`: SVC of any kernel with its Platt scaling, LDA, logistic regression,
-  MLP). Continuous features (``prob``, ``shift``) are computed exactly and differentiably; the
-  paper's discrete ``count`` / ``diff`` features through a soft surrogate
-  (:func:`advlib.detect.differentiable.surrogate_features`, :func:`~advlib.detect.differentiable.surrogate_correlation`). For other estimators the detector
-  part of the loss makes the features look like a clean image's (no label change, no shift).
-  It returns the iterate that best meets both goals, judged with the real detector on the exact
-  forward values.
+rounded to 8 bits, saved and re-checked from the saved pixels with
+:func:`advlib.attacks.is_adversarial`, as notebook 01 does):
 
-Costs: one classifier forward and backward pass per image per step for :func:`attack_pgd`,
-``1 + eot`` for :func:`attack_correction`, ``1 + len(detector.op_names)`` for
-:func:`attack_detector`. On one CPU thread efficientnet_lite0 takes about 65 ms per pass and image.
+- :func:`attack_pgd`: the margin on the identity only: the non-adaptive baseline.
+- :func:`attack_high_confidence`: the baseline with a large ``kappa`` (the paper's intuition:
+  confident adversarials survive the operations).
+- :func:`attack_correction`: EOT over the 26 JPEG and scaling operations label correction votes
+  over (image correction's JPEG qualities among them).
+- :func:`attack_detector`: + the hinge on a :class:`advlib.Detector`'s score, with a search
+  over ``lam`` (per image, the first of increasing values that evades).
+- :func:`attack_squeezing`: + the hinge on feature squeezing's score.
+- :func:`attack_pipeline`: the paper's two levels at once: EOT over the correction's
+  operations and the hinge on the detector that decides whether to correct.
+- :func:`attack_square`: any of these losses minimised without gradients (the Square attack):
+  the check for masked gradients.
+
+Costs (forward and backward passes per image per step): 1 for :func:`attack_pgd`, ``1 + eot``
+for :func:`attack_correction`, ``detector.passes`` for :func:`attack_detector` (times the
+``lam`` values an image needs), 4 for :func:`attack_squeezing`, ``detector.passes + eot`` for
+:func:`attack_pipeline`; :func:`attack_square` the same passes per query, forward only.
 """
 
 from __future__ import annotations
 
+import time
 from typing import Any, Callable, Sequence
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -50,34 +60,85 @@ from torch import nn
 from .. import detect, features
 from .. import ops as _ops
 from ..detect.differentiable import SURROGATES, detector_features, torch_estimator
-from .criteria import TOP_K
-from .pgd import AdaptiveOutcome, ValueAndGrad, run, saved_pixels, top5_margin
+from ..detect.squeezing import bit_depth, median_filter, non_local_means
+from ..store import check_images, quantize
+from .criteria import TOP_K, check_labels
+from .pgd import (
+    AdaptiveOutcome,
+    ValueAndGrad,
+    check_budget,
+    finish,
+    run,
+    saved_pixels,
+    top5_margin,
+)
+from .square import square
 
-__all__ = ["attack_correction", "attack_detector", "attack_high_confidence", "attack_pgd"]
+__all__ = ["attack_correction", "attack_detector", "attack_high_confidence", "attack_pgd", "attack_pipeline",
+           "attack_square", "attack_squeezing", "combined_loss", "detector_term", "squeezing_term"]
+
+#: ``term(xs, logits)`` -> (loss (n,) to minimise, ``under`` (n,) bool: the real detector does not flag it)
+DetectorTerm = Callable[[torch.Tensor, torch.Tensor], tuple[torch.Tensor, torch.Tensor]]
 
 
-def _eot_loss(classifier: nn.Module, names: list[str], eot: int, jpeg: str, kappa: float,
-              save_format: str) -> Callable[[torch.Generator], ValueAndGrad]:
-    """EOT value-and-gradient: the mean :func:`top5_margin` over the identity and ``eot``
-    operations of ``names`` drawn per step, on the saved image (straight-through save). The
-    gradient is accumulated one operation at a time (one graph in memory)."""
+def _fooled(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    return ~(logits.detach().topk(TOP_K, dim=1).indices == labels[:, None]).any(1)
+
+
+def combined_loss(classifier: nn.Module, *, kappa: float = 0.0, names: Sequence[str] = (), eot: int = 0,
+                  jpeg: str = "bpda", save_format: str = "jpeg", term: DetectorTerm | None = None,
+                  lam: float = 1.0, fixed: bool = False) -> Callable[[torch.Generator], ValueAndGrad]:
+    """The loss of every attack of this module (a factory of ``value_and_grad`` functions for
+    :func:`advlib.attacks.pgd.run` and :func:`advlib.attacks.square.square`).
+
+    Per image: the mean of ``top5_margin(classifier(o(saved)), labels, kappa)`` over the identity
+    and ``eot`` operations ``o`` drawn from ``names`` (without replacement, per step; ``fixed``:
+    drawn once, so the loss is deterministic, as the Square attack needs), plus ``lam *
+    term(saved, logits)[0]`` on the identity when ``term`` is given. ``saved``: the image as its
+    file will decode (straight-through). ``ok``: the label is out of the top-5 of the identity
+    and of every drawn operation, and (with ``term``) the detector does not flag the image. The
+    gradient is accumulated one pass at a time (one graph in memory)."""
+    names = list(names)
 
     def make(gen: torch.Generator) -> ValueAndGrad:
+        drawn: list[list[str]] = []
+
+        def draw() -> list[str]:
+            if eot == 0 or not names:
+                return []
+            if fixed and drawn:
+                return drawn[0]
+            picks = [names[i] for i in torch.randperm(len(names), generator=gen)[:eot].tolist()]
+            drawn.append(picks)
+            return picks
+
         def value_and_grad(x, labels, need_grad):
             saved = saved_pixels(x, save_format)
-            picks = [] if eot == 0 or not names else \
-                [names[i] for i in torch.randperm(len(names), generator=gen)[:eot].tolist()]
-            total = torch.zeros(len(x), device=x.device)
+            picks = draw()
+            n = 1 + len(picks)
             grad = torch.zeros_like(x) if need_grad else None
-            for name in [None] + picks:
+            with torch.set_grad_enabled(need_grad):
+                xs = saved.clone().requires_grad_(need_grad)
+                logits = classifier(xs).float()
+                loss = top5_margin(logits, labels, kappa) / n
+                ok = _fooled(logits, labels)
+                if term is not None:
+                    det, under = term(xs, logits)
+                    loss = loss + lam * det
+                    ok = ok & under.to(ok.device)
+                if need_grad:
+                    grad += torch.autograd.grad(loss.sum(), xs)[0]
+            total = loss.detach()
+            for name in picks:
                 with torch.set_grad_enabled(need_grad):
                     xs = saved.clone().requires_grad_(need_grad)
-                    loss = top5_margin(classifier(xs if name is None else _ops.diff_op(name, xs, jpeg)), labels, kappa)
+                    lo = classifier(_ops.diff_op(name, xs, jpeg)).float()
+                    part = top5_margin(lo, labels, kappa) / n
                     if need_grad:
-                        grad += torch.autograd.grad(loss.sum(), xs)[0]
-                total += loss.detach()
-            n = 1 + len(picks)
-            return total / n, (grad / n if need_grad else None), None
+                        grad += torch.autograd.grad(part.sum(), xs)[0]
+                total += part.detach()
+                ok = ok & _fooled(lo, labels)
+            return total, grad, ok
 
         return value_and_grad
 
@@ -91,47 +152,53 @@ def _op_names(groups: str | Sequence[str]) -> list[str]:
         raise ValueError(f"ops: {e.args[0]}") from None
 
 
+def _check_jpeg(jpeg: str) -> None:
+    if jpeg not in _ops.JPEG_GRADIENTS:
+        raise ValueError(f"jpeg must be one of {_ops.JPEG_GRADIENTS}, got {jpeg!r}")
+
+
 def attack_correction(classifier: nn.Module, images: torch.Tensor, labels: Any, eps: float, *, steps: int = 40,
                       step_size: float | None = None, ops: str | Sequence[str] = "jpeg+scaling", eot: int = 4,
-                      jpeg: str = "bpda", kappa: float = 5.0, norm: str = "linf", random_start: bool = True,
-                      seed: int = 0, device: str | torch.device = "cpu", batch_size: int = 8,
+                      jpeg: str = "bpda", kappa: float = 0.0, norm: str = "linf", random_start: bool = True,
+                      restarts: int = 1, seed: int = 0, device: str | torch.device = "cpu", batch_size: int = 8,
                       save_format: str = "jpeg", progress: bool = False) -> AdaptiveOutcome:
     """EOT-PGD against label correction and image correction.
 
-    Minimises, per step, the mean of :func:`top5_margin` (``labels`` out of the top-5 with
-    margin ``kappa`` logits) over the saved image itself and ``eot`` operations drawn at random
-    (without replacement, the same for the whole batch) from ``ops`` (group names of
-    :data:`advlib.ops.GROUPS` and/or operation names; default the 26 that label correction
-    votes over, which include every JPEG quality image correction can pick). ``jpeg``: the JPEG
-    gradient (:data:`advlib.ops.JPEG_GRADIENTS`). ``eps``: the budget in ``norm`` (``"linf"`` or ``"l2"``)
-    on the [0, 1] scale; ``step_size`` defaults to ``2.5 * eps / steps`` (Madry et al.).
-    ``images`` uint8 (N, 3, H, W), ``labels`` (N,) reference labels. Returns the last iterate,
-    as an :class:`AdaptiveOutcome`; its ``loss_history`` (steps, N) is the EOT loss of each
-    step's draw. Cost: ``1 + eot`` forward and backward passes per image per step.
+    Minimises :func:`combined_loss` with ``eot`` operations drawn per step from ``ops`` (group
+    names of :data:`advlib.ops.GROUPS` and/or operation names; default the 26 that label
+    correction votes over, which include every JPEG quality image correction can pick) and the
+    identity. ``jpeg``: the JPEG gradient (:data:`advlib.ops.JPEG_GRADIENTS`). ``kappa``: the
+    top-5 margin, 0 as :func:`attack_pgd`, so that the EOT is the only difference. ``eps``: the
+    budget in ``norm`` (``"linf"`` or ``"l2"``) on the [0, 1] scale; ``step_size`` defaults to
+    ``2.5 * eps / steps`` (Madry et al.); ``restarts``: random restarts, per image the best
+    final iterate wins. ``images`` uint8 (N, 3, H, W), ``labels`` (N,) reference labels.
+    Returns the last iterate as an :class:`AdaptiveOutcome`; its ``loss_history`` (steps + 1, N)
+    is the loss of each step's draw. Cost: ``1 + eot`` forward and backward passes per image
+    per step and restart.
     """
     names = _op_names(ops)
     if not (isinstance(eot, int) and eot >= 0):
         raise ValueError(f"eot must be an int >= 0 (operations drawn per step), got {eot!r}")
-    if jpeg not in _ops.JPEG_GRADIENTS:
-        raise ValueError(f"jpeg must be one of {_ops.JPEG_GRADIENTS}, got {jpeg!r}")
+    _check_jpeg(jpeg)
     eot = min(eot, len(names))
     name = "eot_pgd" if eot else "pgd"
-    return run(name, classifier, images, labels, eps, _eot_loss(classifier, names, eot, jpeg, kappa, save_format),
-                steps=steps, step_size=step_size, norm=norm, random_start=random_start, seed=seed, device=device,
-                batch_size=batch_size, save_format=save_format, track_best=False, progress=progress,
-                params={"ops": names if eot else [], "eot": eot, "jpeg": jpeg, "kappa": kappa})
+    return run(name, classifier, images, labels, eps,
+               combined_loss(classifier, kappa=kappa, names=names, eot=eot, jpeg=jpeg, save_format=save_format),
+               steps=steps, step_size=step_size, norm=norm, random_start=random_start, seed=seed, device=device,
+               batch_size=batch_size, save_format=save_format, track_best=False, progress=progress,
+               restarts=restarts, params={"ops": names if eot else [], "eot": eot, "jpeg": jpeg, "kappa": kappa})
 
 
 def attack_pgd(classifier: nn.Module, images: torch.Tensor, labels: Any, eps: float, *, steps: int = 40,
                step_size: float | None = None, kappa: float = 0.0, norm: str = "linf", random_start: bool = True,
-               seed: int = 0, device: str | torch.device = "cpu", batch_size: int = 8, save_format: str = "jpeg",
-               progress: bool = False) -> AdaptiveOutcome:
+               restarts: int = 1, seed: int = 0, device: str | torch.device = "cpu", batch_size: int = 8,
+               save_format: str = "jpeg", progress: bool = False) -> AdaptiveOutcome:
     """The non-adaptive baseline: :func:`attack_correction`'s PGD (same loss on the saved image,
     step rule, projection, rounding and re-check) on the identity only, no EOT. One forward and
     backward pass per image per step."""
     return attack_correction(classifier, images, labels, eps, steps=steps, step_size=step_size, ops=(), eot=0,
-                             kappa=kappa, norm=norm, random_start=random_start, seed=seed, device=device,
-                             batch_size=batch_size, save_format=save_format, progress=progress)
+                             kappa=kappa, norm=norm, random_start=random_start, restarts=restarts, seed=seed,
+                             device=device, batch_size=batch_size, save_format=save_format, progress=progress)
 
 
 def attack_high_confidence(classifier: nn.Module, images: torch.Tensor, labels: Any, eps: float, *,
@@ -161,38 +228,24 @@ def _clean_looking(detector: Any, soft: torch.Tensor) -> torch.Tensor:
     return torch.stack([parts[k](stats[..., i]) for i, k in enumerate(kind.split("+"))], -1).mean((1, 2))
 
 
-def attack_detector(classifier: nn.Module, detector: Any, images: torch.Tensor, labels: Any, eps: float, *,
-                    steps: int = 40, step_size: float | None = None, lam: float = 1.0, kappa: float = 0.0,
-                    det_margin: float = 1.0, detector_loss: str = "auto", surrogate: str = "rank",
-                    temperature: float = 0.25, jpeg: str = "bpda", norm: str = "linf", random_start: bool = True,
-                    seed: int = 0, device: str | torch.device = "cpu", batch_size: int = 8,
-                    save_format: str = "jpeg", checkpoint: bool | None = None,
-                    progress: bool = False) -> AdaptiveOutcome:
-    """C&W-style PGD against a fitted :class:`advlib.Detector`: fool the classifier and stay
-    under the detector's threshold, both on the saved file.
-
-    Loss per image (minimised): ``top5_margin(logits, labels, kappa) + lam * relu(z - t + det_margin)``
-    where ``z`` is the detector's score on the logit scale and ``t`` its threshold there
-    (:class:`TorchEstimator`), the features computed by :func:`detector_features` on the image
-    as saved (straight-through), ``jpeg`` the JPEG gradient. ``detector_loss``: ``"estimator"``
-    (:func:`torch_estimator` of ``detector.estimator_``), ``"features"`` (no estimator: make the
-    features look like a clean image's, ``_clean_looking``: no label change under the
-    operations, no probability shift), ``"auto"`` (the estimator when it has a torch version,
-    e.g. not a random forest). With a fixed ``lam`` (no binary search over it, unlike C&W),
-    the returned iterate is, per image,
-    the one with the lowest loss among those that fool the classifier (``labels`` out of the
-    top-5) and score under the threshold with the real detector on the exact forward values,
-    else the lowest loss. ``checkpoint`` (default: more than 8 operations): recompute each
-    operation's forward pass in the backward pass to bound memory. Cost per step: ``1 +
-    len(detector.op_names)`` forward and backward passes per image. The outcome has the real
-    ``detector.score`` of the saved adversarials (``detector_score``, ``detected``).
-    """
+def detector_term(classifier: nn.Module, detector: Any, *, det_margin: float = 1.0, detector_loss: str = "auto",
+                  surrogate: str = "rank", temperature: float = 0.25, jpeg: str = "bpda",
+                  checkpoint: bool | None = None, device: str | torch.device = "cpu"
+                  ) -> tuple[DetectorTerm, dict[str, Any]]:
+    """The detector part of a loss: ``relu(z - t + det_margin)`` where ``z`` is the fitted
+    :class:`advlib.Detector`'s score on the logit scale and ``t`` its threshold there
+    (:func:`torch_estimator`), the features from :func:`detector_features` (``surrogate`` /
+    ``temperature`` for the discrete ones, ``jpeg`` the JPEG gradient). ``detector_loss``:
+    ``"estimator"``, ``"features"`` (no estimator: make the features look like a clean image's,
+    :func:`_clean_looking`), ``"auto"`` (the estimator when it has a torch version).
+    ``under``: the real detector (its estimator on the exact forward features) scores the image
+    under its threshold. ``checkpoint`` (default: more than 8 operations): recompute each
+    operation's forward pass in the backward pass to bound memory. Returns ``(term, params)``."""
     if detector_loss not in ("auto", "estimator", "features"):
         raise ValueError(f"detector_loss must be 'auto', 'estimator' or 'features', got {detector_loss!r}")
     if surrogate not in SURROGATES:
         raise ValueError(f"surrogate must be one of {SURROGATES}, got {surrogate!r}")
-    if jpeg not in _ops.JPEG_GRADIENTS:
-        raise ValueError(f"jpeg must be one of {_ops.JPEG_GRADIENTS}, got {jpeg!r}")
+    _check_jpeg(jpeg)
     est = detector.fitted_estimator()
     head = None
     if detector_loss != "features":
@@ -201,39 +254,230 @@ def attack_detector(classifier: nn.Module, detector: Any, images: torch.Tensor, 
         except TypeError:
             if detector_loss == "estimator":
                 raise
-    continuous = detector.feature in features.CONTINUOUS_KINDS
     det_model = detector.classifier.to(device).eval()
     same_model = det_model is classifier
     checkpoint = len(detector.op_names) > 8 if checkpoint is None else checkpoint
     thr_z = head.threshold_logit(detector.threshold) if head is not None else None
 
-    def make(gen: torch.Generator) -> ValueAndGrad:
-        def value_and_grad(x, labels, need_grad):
-            with torch.set_grad_enabled(need_grad):
-                xs = saved_pixels(x, save_format).requires_grad_(need_grad)
-                logits = classifier(xs).float()
-                soft, hard = detector_features(detector, xs, logits0=logits if same_model else None, jpeg=jpeg,
-                                               surrogate=surrogate, temperature=temperature, checkpoint=checkpoint)
-                if head is not None:
-                    det = F.relu(head.logit(soft).float() - thr_z + det_margin)
-                else:
-                    det = _clean_looking(detector, soft)
-                loss = top5_margin(logits, labels, kappa) + lam * det
-                grad = torch.autograd.grad(loss.sum(), xs)[0] if need_grad else None
-            fooled = ~(logits.detach().topk(TOP_K, dim=1).indices == labels[:, None]).any(1)
-            scores = detect.detector_scores(est, hard.double().cpu().numpy())
-            under = torch.from_numpy(scores < detector.threshold).to(x.device)
-            return loss.detach(), grad, fooled & under
+    def term(xs, logits):
+        soft, hard = detector_features(detector, xs, logits0=logits if same_model else None, jpeg=jpeg,
+                                       surrogate=surrogate, temperature=temperature, checkpoint=checkpoint)
+        det = F.relu(head.logit(soft).float() - thr_z + det_margin) if head is not None \
+            else _clean_looking(detector, soft)
+        scores = detect.detector_scores(est, hard.double().cpu().numpy())
+        return det, torch.from_numpy(scores < detector.threshold)
 
-        return value_and_grad
+    continuous = detector.feature in features.CONTINUOUS_KINDS
+    return term, {"det_margin": det_margin, "jpeg": jpeg,
+                  "detector_loss": "estimator" if head is not None else "features",
+                  "surrogate": None if continuous else surrogate, "temperature": temperature,
+                  "detector": repr(detector)}
 
-    out = run("detector_pgd", classifier, images, labels, eps, make, steps=steps, step_size=step_size, norm=norm,
-               random_start=random_start, seed=seed, device=device, batch_size=batch_size, save_format=save_format,
-               track_best=True, progress=progress,
-               params={"lam": lam, "kappa": kappa, "det_margin": det_margin, "jpeg": jpeg,
-                       "detector_loss": "estimator" if head is not None else "features",
-                       "surrogate": None if continuous else surrogate, "temperature": temperature,
-                       "detector": repr(detector)})
-    out.detector_score = detector.score(out.saved)
-    out.detected = out.detector_score >= detector.threshold
+
+def squeezing_term(classifier: nn.Module, squeezer: Any, *, det_margin: float = 0.05) -> tuple[DetectorTerm, dict]:
+    """The feature-squeezing part of a loss: ``relu(s - t + det_margin)`` where ``s`` is the
+    squeezing score (max over bit depth, median and NLM of the L1 distance between the softmax
+    outputs of the image and of its squeezed version, 0..2) and ``t`` the fitted
+    :class:`advlib.detect.FeatureSqueezing`'s threshold. Bit depth and NLM are passed
+    straight-through (BPDA: the squeezed image forward, the identity's gradient backward; NLM
+    is OpenCV's, on the 8-bit image); the median filter is differentiable as it is (the gradient
+    goes to the median pixel). ``under``: the score, computed exactly, is not above the
+    threshold (the squeezer flags ``score > threshold``)."""
+    thr = float(squeezer.threshold_used())
+    search, template, h = squeezer.nlm
+
+    def term(xs, logits):
+        p0 = logits.softmax(1)
+        bd = xs + (bit_depth(xs, squeezer.bit_depth) - xs).detach()
+        med = median_filter(xs, squeezer.median_size)
+        nlm = non_local_means(quantize(xs.detach()).cpu(), search, template, h).to(xs.device, xs.dtype) / 255
+        nl = xs + (nlm - xs).detach()
+        dist = torch.stack([(classifier(v).float().softmax(1) - p0).abs().sum(1) for v in (bd, med, nl)], 1)
+        score = dist.max(1).values
+        return F.relu(score - thr + det_margin), (score.detach() <= thr).cpu()
+
+    return term, {"det_margin": det_margin, "squeezer": repr(squeezer), "threshold": thr}
+
+
+def _search_lam(name: str, attack: Callable[[float, np.ndarray], AdaptiveOutcome], n: int, lam: float | Sequence[float],
+                judge: Callable[[AdaptiveOutcome], np.ndarray]) -> AdaptiveOutcome:
+    """Run ``attack(lam_value, idx)`` for each value of ``lam`` in turn on the images not yet
+    successful (``judge(outcome)``: bool per image); per image the first value that succeeds is
+    kept (else the last value's result). The outcome's ``params`` record ``lam`` per image."""
+    lams = [float(lam)] if isinstance(lam, (int, float)) else [float(v) for v in lam]
+    if not lams or any(not v > 0 for v in lams):
+        raise ValueError(f"lam must be a positive number or a list of them, got {lam!r}")
+    idx = np.arange(n)
+    out = attack(lams[0], idx)
+    used = np.full(n, lams[0])
+    for value in lams[1:]:
+        todo = idx[~judge(out)]
+        if not len(todo):
+            break
+        more = attack(value, todo)
+        used[todo] = value
+        out.replace(todo, more)
+    out.params.update(lam=lams, lam_used=used.tolist())
+    out.attack = name
+    return out
+
+
+def _judge_detector(detector: Any) -> Callable[[AdaptiveOutcome], np.ndarray]:
+    def judge(out: AdaptiveOutcome) -> np.ndarray:
+        out.detector_score = np.asarray(detector.score(out.saved), dtype=np.float64)
+        out.detected = out.detector_score >= detector.threshold
+        return out.success_saved & ~out.detected
+
+    return judge
+
+
+def _judge_squeezer(squeezer: Any) -> Callable[[AdaptiveOutcome], np.ndarray]:
+    def judge(out: AdaptiveOutcome) -> np.ndarray:
+        out.detector_score = np.asarray(squeezer.decision_function(out.saved), dtype=np.float64)
+        out.detected = out.detector_score > squeezer.threshold_used()
+        return out.success_saved & ~out.detected
+
+    return judge
+
+
+def _with_term(name: str, classifier: nn.Module, images: torch.Tensor, labels: Any, eps: float, term: DetectorTerm,
+               term_params: dict, judge: Callable[[AdaptiveOutcome], np.ndarray], *, lam: float | Sequence[float],
+               kappa: float, names: Sequence[str], eot: int, jpeg: str, steps: int, step_size: float | None,
+               norm: str, random_start: bool, restarts: int, seed: int, device: str | torch.device,
+               batch_size: int, save_format: str, progress: bool) -> AdaptiveOutcome:
+    """PGD on :func:`combined_loss` with a detector ``term``, over the ``lam`` search."""
+    labels = check_labels("labels", labels, len(images))
+
+    def attack(value: float, idx: np.ndarray) -> AdaptiveOutcome:
+        t = torch.as_tensor(idx)
+        out = run(name, classifier, images[t], labels[t], eps,
+                  combined_loss(classifier, kappa=kappa, names=names, eot=eot, jpeg=jpeg, save_format=save_format,
+                                term=term, lam=value),
+                  steps=steps, step_size=step_size, norm=norm, random_start=random_start, seed=seed, device=device,
+                  batch_size=batch_size, save_format=save_format, track_best=True, progress=progress,
+                  restarts=restarts, params={"kappa": kappa, "ops": list(names) if eot else [], "eot": eot,
+                                             **term_params})
+        judge(out)
+        return out
+
+    return _search_lam(name, attack, len(images), lam, judge)
+
+
+def attack_detector(classifier: nn.Module, detector: Any, images: torch.Tensor, labels: Any, eps: float, *,
+                    steps: int = 40, step_size: float | None = None, lam: float | Sequence[float] = (1.0, 10.0, 100.0),
+                    kappa: float = 0.0, det_margin: float = 1.0, detector_loss: str = "auto",
+                    surrogate: str = "rank", temperature: float = 0.25, jpeg: str = "bpda", norm: str = "linf",
+                    random_start: bool = True, restarts: int = 1, seed: int = 0, device: str | torch.device = "cpu",
+                    batch_size: int = 8, save_format: str = "jpeg", checkpoint: bool | None = None,
+                    progress: bool = False) -> AdaptiveOutcome:
+    """C&W-style PGD against a fitted :class:`advlib.Detector`: fool the classifier and stay
+    under the detector's threshold, both on the saved file.
+
+    Loss per image (minimised): ``top5_margin(logits, labels, kappa) + lam * relu(z - t + det_margin)``
+    (:func:`combined_loss` with :func:`detector_term`). ``lam``: one value, or increasing values
+    searched per image as C&W search their constant: an image that fools the classifier but is
+    still flagged (judged on the saved file by the real detector) is attacked again, from the
+    start, with the next value. With each value the returned iterate is, per image, the one with
+    the lowest loss among those that fool the classifier and score under the threshold, else the
+    lowest loss. Cost per step: ``detector.passes`` forward and backward passes per image, per
+    value of ``lam`` the image needs. The outcome has the real ``detector.score`` of the saved
+    adversarials (``detector_score``, ``detected``) and ``params["lam_used"]``.
+    """
+    term, term_params = detector_term(classifier, detector, det_margin=det_margin, detector_loss=detector_loss,
+                                      surrogate=surrogate, temperature=temperature, jpeg=jpeg,
+                                      checkpoint=checkpoint, device=device)
+    return _with_term("detector_pgd", classifier, images, labels, eps, term, term_params, _judge_detector(detector),
+                      lam=lam, kappa=kappa, names=(), eot=0, jpeg=jpeg, steps=steps, step_size=step_size, norm=norm,
+                      random_start=random_start, restarts=restarts, seed=seed, device=device, batch_size=batch_size,
+                      save_format=save_format, progress=progress)
+
+
+def attack_squeezing(classifier: nn.Module, squeezer: Any, images: torch.Tensor, labels: Any, eps: float, *,
+                     steps: int = 40, step_size: float | None = None, lam: float | Sequence[float] = (1.0, 10.0, 100.0),
+                     kappa: float = 0.0, det_margin: float = 0.05, norm: str = "linf", random_start: bool = True,
+                     restarts: int = 1, seed: int = 0, device: str | torch.device = "cpu", batch_size: int = 8,
+                     save_format: str = "jpeg", progress: bool = False) -> AdaptiveOutcome:
+    """PGD against feature squeezing (a fitted :class:`advlib.detect.FeatureSqueezing`) through
+    its own squeezers (:func:`squeezing_term`): fool the classifier and keep the squeezing score
+    at or under its threshold, on the saved file; ``lam`` searched as :func:`attack_detector`'s.
+    Cost per step: 4 forward and backward passes per image (and one NLM)."""
+    term, term_params = squeezing_term(classifier, squeezer, det_margin=det_margin)
+    return _with_term("squeezing_pgd", classifier, images, labels, eps, term, term_params, _judge_squeezer(squeezer),
+                      lam=lam, kappa=kappa, names=(), eot=0, jpeg="bpda", steps=steps, step_size=step_size, norm=norm,
+                      random_start=random_start, restarts=restarts, seed=seed, device=device, batch_size=batch_size,
+                      save_format=save_format, progress=progress)
+
+
+def attack_pipeline(classifier: nn.Module, detector: Any, images: torch.Tensor, labels: Any, eps: float, *,
+                    ops: str | Sequence[str] = "jpeg+scaling", eot: int = 4, steps: int = 40,
+                    step_size: float | None = None, lam: float | Sequence[float] = (1.0, 10.0, 100.0),
+                    kappa: float = 0.0, det_margin: float = 1.0, jpeg: str = "bpda", norm: str = "linf",
+                    random_start: bool = True, restarts: int = 1, seed: int = 0, device: str | torch.device = "cpu",
+                    batch_size: int = 8, save_format: str = "jpeg", progress: bool = False) -> AdaptiveOutcome:
+    """The attacker of the paper's two-level defence (detect, then correct what is flagged):
+    EOT over ``eot`` of the correction's operations ``ops`` per step (as :func:`attack_correction`)
+    plus the hinge on ``detector``'s score (as :func:`attack_detector`, ``lam`` searched the
+    same way). The adversarial must fool the classifier, stay under the detector's threshold,
+    and keep the label out of the top-5 under the operations label correction votes over, so
+    that either level alone fails. Cost per step: ``detector.passes + eot`` passes per image."""
+    names = _op_names(ops)
+    eot = min(eot, len(names))
+    term, term_params = detector_term(classifier, detector, det_margin=det_margin, jpeg=jpeg, device=device)
+    return _with_term("pipeline_pgd", classifier, images, labels, eps, term, term_params, _judge_detector(detector),
+                      lam=lam, kappa=kappa, names=names, eot=eot, jpeg=jpeg, steps=steps, step_size=step_size,
+                      norm=norm, random_start=random_start, restarts=restarts, seed=seed, device=device,
+                      batch_size=batch_size, save_format=save_format, progress=progress)
+
+
+def attack_square(classifier: nn.Module, images: torch.Tensor, labels: Any, eps: float, *, queries: int = 500,
+                  p_init: float = 0.3, detector: Any = None, squeezer: Any = None, lam: float = 10.0,
+                  ops: str | Sequence[str] = (), eot: int = 0, kappa: float = 0.0, seed: int = 0,
+                  device: str | torch.device = "cpu", batch_size: int = 8, save_format: str = "jpeg",
+                  progress: bool = False) -> AdaptiveOutcome:
+    """The Square attack (:mod:`advlib.attacks.square`, L-inf, gradient-free) on the loss of
+    :func:`combined_loss`: the top-5 margin alone (default: the non-adaptive gradient-free
+    attack), with ``eot`` operations of ``ops`` drawn once and kept (a deterministic loss over
+    the correction's operations), and/or ``lam`` x the hinge on ``detector``'s or ``squeezer``'s
+    score computed exactly (no surrogate: the real features and the real squeezers forward).
+    ``queries``: loss evaluations per image (an image stops once it is adversarial and, with a
+    detector, under its threshold). ``p_init``: the first square's share of the image; the
+    authors' 0.05 is for 10,000 queries, and their schedule (rescaled to ``queries``) shrinks it
+    within the first few queries of a budget of hundreds: at 200 queries and 8/255 it fooled the
+    top-5 on 0 of 2 foolbox photos with 0.05 and on 1 (after 50 queries) with 0.3, the default. With a detector or squeezer the outcome has its real
+    ``detector_score`` / ``detected``."""
+    check_images(images)
+    labels = check_labels("labels", labels, len(images))
+    check_budget(eps, 1, None, "linf")
+    if not (isinstance(queries, int) and queries >= 1):
+        raise ValueError(f"queries must be an int >= 1, got {queries!r}")
+    if detector is not None and squeezer is not None:
+        raise ValueError("attack_square: give a detector or a squeezer, not both")
+    names = _op_names(ops)
+    eot = min(eot, len(names))
+    start = time.perf_counter()
+    device = torch.device(device)
+    classifier = classifier.to(device).eval()
+    term, term_params, judge = None, {}, None
+    if detector is not None:
+        term, term_params = detector_term(classifier, detector, device=device)
+        judge = _judge_detector(detector)
+    elif squeezer is not None:
+        term, term_params = squeezing_term(classifier, squeezer)
+        judge = _judge_squeezer(squeezer)
+    make = combined_loss(classifier, kappa=kappa, names=names, eot=eot, save_format=save_format, term=term,
+                         lam=lam, fixed=True)
+    gen = torch.Generator().manual_seed(seed)
+    xs, histories = [], []
+    with torch.no_grad():
+        for s in range(0, len(images), batch_size):
+            x0 = images[s:s + batch_size].to(device).float().div(255)
+            x, hist, _ = square(make(gen), x0, labels[s:s + batch_size].to(device), eps, queries=queries,
+                                p_init=p_init, gen=gen, progress=progress, desc=f"square [{s}:{s + len(x0)}]")
+            xs.append(x)
+            histories.append(hist)
+    out = finish("square", classifier, images, labels, xs, histories, float(eps), "linf", save_format, start,
+                  {"queries": queries, "p_init": p_init, "kappa": kappa, "lam": lam if term is not None else None,
+                   "ops": list(names) if eot else [], "eot": eot, "seed": seed, **term_params}, batch_size)
+    if judge is not None:
+        judge(out)
     return out

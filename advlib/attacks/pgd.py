@@ -87,6 +87,26 @@ class AdaptiveOutcome:
         """bool (N,): fooled the classifier after saving and not detected (detector attacks only)."""
         return None if self.detected is None else self.success_saved & ~self.detected
 
+    def subset(self, idx: np.ndarray) -> "AdaptiveOutcome":
+        """The outcome of the images ``idx`` (int indices) only."""
+        t = torch.as_tensor(np.asarray(idx, dtype=np.int64))
+        pick = lambda a: None if a is None else a[np.asarray(idx)]  # noqa: E731
+        return AdaptiveOutcome(self.attack, self.adversarial[t], self.saved[t], self.success_saved[idx],
+                               self.linf[idx], self.l2[idx], self.loss_history[:, idx], self.seconds,
+                               dict(self.params), pick(self.detector_score), pick(self.detected))
+
+    def replace(self, idx: np.ndarray, other: "AdaptiveOutcome") -> None:
+        """Put ``other`` (an outcome of the images ``idx``, same steps) in their place; the wall
+        times add up."""
+        t = torch.as_tensor(np.asarray(idx, dtype=np.int64))
+        self.adversarial[t], self.saved[t] = other.adversarial, other.saved
+        for name in ("success_saved", "linf", "l2", "detector_score", "detected"):
+            mine, theirs = getattr(self, name), getattr(other, name)
+            if mine is not None and theirs is not None:
+                mine[idx] = theirs
+        self.loss_history[:, idx] = other.loss_history
+        self.seconds += other.seconds
+
 
 #: ``value_and_grad(x, labels, need_grad)`` -> (loss (n,), gradient (n, 3, H, W) or None, ok (n,) bool or None)
 ValueAndGrad = Callable[[torch.Tensor, torch.Tensor, bool], tuple[torch.Tensor, torch.Tensor | None,
@@ -137,22 +157,24 @@ def _random_start(x0: torch.Tensor, eps: float, norm: str, gen: torch.Generator)
 
 def _pgd(value_and_grad: ValueAndGrad, x0: torch.Tensor, labels: torch.Tensor, eps: float, *, steps: int,
          step_size: float, norm: str, random_start: bool, gen: torch.Generator, track_best: bool,
-         progress: bool, desc: str) -> tuple[torch.Tensor, np.ndarray]:
+         progress: bool, desc: str) -> tuple[torch.Tensor, np.ndarray, torch.Tensor]:
     """Projected gradient descent on ``value_and_grad`` from float ``x0`` (n, 3, H, W).
 
-    Returns ``(x, history (evaluations, n))``. ``track_best``: evaluate the final iterate too
-    and return, per image, the iterate with ``ok`` whose loss was lowest (else the lowest loss
-    overall); otherwise the last iterate.
+    Returns ``(x, history (steps + 1, n), key (n,))``: the loss at every iterate (the last one
+    evaluated too) and the returned iterate's ``key`` (its loss, minus 1e9 where ``ok``: lower
+    is better, what restarts compare). ``track_best``: return, per image, the iterate with ``ok``
+    whose loss was lowest (else the lowest loss overall); otherwise the last iterate.
     """
     x = _random_start(x0, eps, norm, gen) if random_start else x0.clone()
     best, best_key = x.clone(), torch.full((len(x0),), float("inf"), device=x0.device)
     history = []
-    for t in progress_bar(range(steps + int(track_best)), desc=desc, disable=not progress, leave=False):
+    key = best_key
+    for t in progress_bar(range(steps + 1), desc=desc, disable=not progress, leave=False):
         last = t == steps
         loss, grad, ok = value_and_grad(x, labels, not last)
         history.append(loss.detach().double().cpu().numpy())
+        key = loss.detach().float() - (1e9 * ok.float() if ok is not None else 0.0)
         if track_best:
-            key = loss.detach().float() - (1e9 * ok.float() if ok is not None else 0.0)
             better = key < best_key
             best[better], best_key[better] = x[better], key[better]
         if last:
@@ -160,10 +182,10 @@ def _pgd(value_and_grad: ValueAndGrad, x0: torch.Tensor, labels: torch.Tensor, e
         if not torch.isfinite(grad).all():
             raise FloatingPointError(f"{desc}: non-finite gradient at step {t}")
         x = _project(_step(x, grad, step_size, norm), x0, eps, norm)
-    return (best if track_best else x), np.stack(history)
+    return (best, np.stack(history), best_key) if track_best else (x, np.stack(history), key)
 
 
-def _finish(name: str, classifier: nn.Module, images: torch.Tensor, labels: torch.Tensor, xs: list[torch.Tensor],
+def finish(name: str, classifier: nn.Module, images: torch.Tensor, labels: torch.Tensor, xs: list[torch.Tensor],
             histories: list[np.ndarray], eps: float, norm: str, save_format: str, start: float,
             params: dict[str, Any], batch_size: int) -> AdaptiveOutcome:
     """Round, clip to the budget in 8-bit levels (L-inf), save, re-check, measure."""
@@ -182,10 +204,12 @@ def _finish(name: str, classifier: nn.Module, images: torch.Tensor, labels: torc
 
 
 def run(name: str, classifier: nn.Module, images: torch.Tensor, labels: Any, eps: float, make_loss: Callable,
-         *, steps: int, step_size: float | None, norm: str, random_start: bool, seed: int,
-         device: str | torch.device, batch_size: int, save_format: str, track_best: bool, progress: bool,
-         params: dict[str, Any]) -> AdaptiveOutcome:
-    """Shared driver: checks, batches of ``batch_size``, seeding, :func:`_pgd`, :func:`_finish`."""
+        *, steps: int, step_size: float | None, norm: str, random_start: bool, seed: int,
+        device: str | torch.device, batch_size: int, save_format: str, track_best: bool, progress: bool,
+        params: dict[str, Any], restarts: int = 1) -> AdaptiveOutcome:
+    """Shared driver: checks, batches of ``batch_size``, seeding, :func:`_pgd` from ``restarts``
+    random starts (the first as ``random_start`` says; per image the restart with the lowest final
+    key wins: success first, then loss), :func:`finish`."""
     check_images(images)
     labels = check_labels("labels", labels, len(images))
     size = check_budget(eps, steps, step_size, norm)
@@ -193,6 +217,8 @@ def run(name: str, classifier: nn.Module, images: torch.Tensor, labels: Any, eps
         raise ValueError(f"save_format must be one of {SAVE_FORMATS}, got {save_format!r}")
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+    if not (isinstance(restarts, int) and restarts >= 1):
+        raise ValueError(f"restarts must be an int >= 1, got {restarts!r}")
     start = time.perf_counter()
     device = torch.device(device)
     classifier = classifier.to(device).eval()
@@ -201,11 +227,22 @@ def run(name: str, classifier: nn.Module, images: torch.Tensor, labels: Any, eps
     xs, histories = [], []
     for s in range(0, len(images), batch_size):
         x0 = images[s:s + batch_size].to(device).float().div(255)
-        x, hist = _pgd(value_and_grad, x0, labels[s:s + batch_size].to(device), eps, steps=steps, step_size=size,
-                       norm=norm, random_start=random_start, gen=gen, track_best=track_best, progress=progress,
-                       desc=f"{name} [{s}:{s + len(x0)}]")
-        xs.append(x.detach())
-        histories.append(hist)
-    params = {"steps": steps, "step_size": size, "random_start": random_start, "seed": seed, **params}
-    return _finish(name, classifier, images, labels, xs, histories, float(eps), norm, save_format, start, params,
+        lab = labels[s:s + batch_size].to(device)
+        best_x, best_hist, best_key = None, None, None
+        for r in range(restarts):
+            x, hist, key = _pgd(value_and_grad, x0, lab, eps, steps=steps, step_size=size, norm=norm,
+                                random_start=random_start or r > 0, gen=gen, track_best=track_best,
+                                progress=progress, desc=f"{name} [{s}:{s + len(x0)}] restart {r}")
+            if best_x is None:
+                best_x, best_hist, best_key = x.detach(), hist, key
+                continue
+            better = (key < best_key).cpu()
+            best_x[better] = x.detach()[better]
+            best_hist[:, better.numpy()] = hist[:, better.numpy()]
+            best_key = torch.where(better.to(key.device), key, best_key)
+        xs.append(best_x)
+        histories.append(best_hist)
+    params = {"steps": steps, "step_size": size, "random_start": random_start, "restarts": restarts, "seed": seed,
+              **params}
+    return finish(name, classifier, images, labels, xs, histories, float(eps), norm, save_format, start, params,
                    batch_size)
