@@ -142,7 +142,8 @@ def _wheel(folder: Path, package: str, version: str) -> Path:
     return found[0]
 
 
-def fetch(out_dir: str | Path, wheels_dir: str | Path | None = None, photos: Sequence[ExternalPhoto] = PHOTOS) -> pd.DataFrame:
+def fetch(out_dir: str | Path, wheels_dir: str | Path | None = None,
+          photos: Sequence[ExternalPhoto] = PHOTOS) -> pd.DataFrame:
     """Download the wheels of ``photos`` (``pip download --no-deps``, pinned versions; a wheel
     already in ``wheels_dir`` is reused), extract each photo into ``out_dir`` as
     ``<photo_id><suffix>``, verify its SHA-256 and write ``out_dir/manifest.csv``. Returns it."""
@@ -156,8 +157,8 @@ def fetch(out_dir: str | Path, wheels_dir: str | Path | None = None, photos: Seq
             try:
                 whl = _wheel(wheels, ph.package, ph.version)
             except FileNotFoundError:
-                cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary=:all:", "-q",
-                       "-d", str(wheels), f"{ph.package}=={ph.version}", *(LINUX_CP311 if WHEELS[ph.package][2] else ())]
+                cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary=:all:", "-q", "-d",
+                       str(wheels), f"{ph.package}=={ph.version}", *(LINUX_CP311 if WHEELS[ph.package][2] else ())]
                 subprocess.run(cmd, check=True)
                 whl = _wheel(wheels, ph.package, ph.version)
             target = out / f"{ph.photo_id}{Path(ph.path).suffix}"
@@ -251,13 +252,9 @@ def foolbox_attack(classifier: torch.nn.Module, images: torch.Tensor, labels: to
 
 
 def stated_rates(meta: dict[str, Any]) -> dict[str, float]:
-    """What a detector's metadata states: the first dict in ``meta`` (itself or nested) holding
-    ``fpr_calibrated``, read for the FPR and the detection rate with their intervals (NaN if none)."""
-    stack, found = [meta], {}
-    while stack and not found:
-        d = stack.pop(0)
-        found = d if "fpr_calibrated" in d else {}
-        stack += [v for v in d.values() if isinstance(v, dict)]
+    """What a detector's metadata states: ``meta`` itself or the first dict in it (``oof`` today)
+    holding ``fpr_calibrated``, read for the FPR and the detection rate with their intervals (NaN if none)."""
+    found = next((d for d in (meta, *meta.values()) if isinstance(d, dict) and "fpr_calibrated" in d), {})
     keys = [f"{r}{s}" for r in ("fpr_calibrated", "detection_rate_calibrated") for s in ("", "_ci_low", "_ci_high")]
     return {k: float(found.get(k, np.nan)) for k in keys}
 
@@ -269,9 +266,9 @@ def rate_summary(flags: np.ndarray, photos: np.ndarray, *, adversarial: bool, n_
     n, k = len(flags), int(np.sum(flags))
     out = {"n": n, "n_photos": len(set(photos)), "k_flagged": k, "rate": k / n if n else np.nan}
     if not n:
-        return {**out, "boot_low": np.nan, "boot_high": np.nan, "cp_low": np.nan, "cp_high": np.nan}
-    lo, hi = bootstrap_ci(np.full(n, int(adversarial)), np.asarray(flags, float), metric="tpr" if adversarial else "fpr",
-                          n_boot=n_boot, seed=seed, groups=np.asarray(photos))
+        return {**out, **dict.fromkeys(("boot_low", "boot_high", "cp_low", "cp_high"), np.nan)}
+    lo, hi = bootstrap_ci(np.full(n, int(adversarial)), np.asarray(flags, float), n_boot=n_boot, seed=seed,
+                          metric="tpr" if adversarial else "fpr", groups=np.asarray(photos))
     cp = binomtest(k, n).proportion_ci(0.95, method="exact")
     return {**out, "boot_low": lo, "boot_high": hi, "cp_low": float(cp.low), "cp_high": float(cp.high)}
 
@@ -290,9 +287,13 @@ def check(folder: str | Path, detector: str | Path | None = None, *, crops: int 
           device: str = "cpu", batch_size: int = 16, classifier: str = "efficientnet_lite0",
           show: bool = True) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Run the check on the photos of ``folder`` (:func:`read_photos`) with ``detector`` (a folder
-    saved by :meth:`advlib.Detector.save` for ``classifier``; None: ``Detector.pretrained()``). Files go under
-    ``work_dir`` (default ``folder/check_files``). Returns ``(rows, summary)``: one row per file
-    (normal crop or attacked file) and one per rate (see :func:`summary_table`)."""
+    saved by :meth:`advlib.Detector.save` for ``classifier``; None: ``Detector.pretrained()``).
+    ``epsilons``: L-inf budgets as pixel fractions (4/255, ...). Files go under ``work_dir``
+    (default ``folder/check_files``). Returns ``(rows, summary)``. ``rows``: one per file (photo,
+    crop, kind normal/adversarial, attack, epsilon_255, file, seen_by_project: a demo-corpus file,
+    label: top-1 of the normal file, top1, kept: normal, or adversarial with top1 != label, linf:
+    max pixel difference from the normal file in 1/255 levels, JPEG re-saving included, score,
+    flagged: score >= the detector's threshold). ``summary``: :func:`summary_table`."""
     if any(e < 0 or e > 1 for e in epsilons) or not epsilons:
         raise ValueError(f"epsilons must be L-inf budgets in [0, 1] (pixel fraction), got {list(epsilons)}")
     if not attacks or set(attacks) - set(ATTACKS):
@@ -318,23 +319,23 @@ def check(folder: str | Path, detector: str | Path | None = None, *, crops: int 
     score0, top0 = _score(det, x0, "scoring normal crops", show)
     labels = torch.as_tensor(top0[:, 0])
     for row, s, t in zip(rows, score0, top0[:, 0]):
-        row.update(label=int(t), top1=int(t), fooled=False, kept=True, linf=0, score=float(s))
+        row.update(label=int(t), top1=int(t), kept=True, linf=0, score=float(s))
     advs = []
     for attack in attacks:
         for eps, adv in foolbox_attack(clf, x0, labels, attack, epsilons, pgd_steps=pgd_steps, batch_size=batch_size,
                                        device=device, seed=seed, show=show).items():
             for i, im in enumerate(adv):
                 base = rows[i]
-                path, pixels = save_dataset_image(im, work / f"{attack}_{eps * 255:g}" / f"{base['photo']}_{base['crop']}",
-                                                  "jpeg")
+                stem = work / f"{attack}_{eps * 255:g}" / f"{base['photo']}_{base['crop']}"
+                path, pixels = save_dataset_image(im, stem, "jpeg")
                 advs.append(pixels)
-                rows.append({**{k: base[k] for k in ("photo", "crop", "seen_by_project", "label")}, "kind": "adversarial",
-                             "attack": attack, "epsilon_255": round(eps * 255, 6), "file": str(path),
-                             "linf": int((pixels.int() - x0[i].int()).abs().max())})
+                rows.append({**{k: base[k] for k in ("photo", "crop", "seen_by_project", "label")},
+                             "kind": "adversarial", "attack": attack, "epsilon_255": round(eps * 255, 6),
+                             "file": str(path), "linf": int((pixels.int() - x0[i].int()).abs().max())})
     if advs:
         score1, top1 = _score(det, torch.stack(advs), "scoring attacked files", show)
         for row, s, t in zip(rows[len(x0):], score1, top1[:, 0]):
-            row.update(top1=int(t), fooled=int(t) != row["label"], kept=int(t) != row["label"], score=float(s))
+            row.update(top1=int(t), kept=int(t) != row["label"], score=float(s))
     df = pd.DataFrame(rows)
     df["flagged"] = df["score"] >= det.threshold
     return df, summary_table(df, det, n_boot=n_boot, seed=seed)
@@ -415,7 +416,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         try:
             eps = [float(e) / 255 for e in args.epsilons.split(",")]
         except ValueError:
-            raise ValueError(f"--epsilons: expected numbers in 1/255 units such as 4,8, got {args.epsilons!r}") from None
+            raise ValueError(f"--epsilons: expected numbers in 1/255 units, e.g. 4,8; got {args.epsilons!r}") from None
         rows, summary = check(args.dir, args.detector, crops=args.crops, epsilons=eps, attacks=args.attacks.split(","),
                               pgd_steps=args.pgd_steps, work_dir=args.work, n_boot=args.n_boot, seed=args.seed,
                               device=args.device, batch_size=args.batch_size)

@@ -52,6 +52,8 @@ def checked(detector_dir, tmp_path_factory):
 
 def test_check_rows(checked):
     folder, rows, summary = checked
+    assert list(rows.columns) == ["photo", "crop", "kind", "attack", "epsilon_255", "file", "seen_by_project", "label",
+                                  "top1", "kept", "linf", "score", "flagged"]
     normal, adv = rows[rows["kind"] == "normal"], rows[rows["kind"] == "adversarial"]
     assert len(normal) == 2 * len(CHECK) and set(normal["photo"]) == set(CHECK)
     assert normal["kept"].all() and (normal["label"] == normal["top1"]).all()
