@@ -252,10 +252,18 @@ def foolbox_attack(classifier: torch.nn.Module, images: torch.Tensor, labels: to
 
 
 def stated_rates(meta: dict[str, Any]) -> dict[str, float]:
-    """What a detector's metadata states: ``meta`` itself or the first dict in it (``oof`` today)
-    holding ``fpr_calibrated``, read for the FPR and the detection rate with their intervals (NaN if none)."""
-    found = next((d for d in (meta, *meta.values()) if isinstance(d, dict) and "fpr_calibrated" in d), {})
+    """What a detector's metadata states for the FPR and the detection rate with their intervals
+    (NaN if none), under the keys ``fpr_calibrated`` / ``detection_rate_calibrated`` (+
+    ``_ci_low`` / ``_ci_high``). The shipped detector's nested evaluation
+    (:func:`advlib.experiments.shipped_detector`) states them on the full-size photos
+    (``oof_calibration_photos``: the photos its threshold is set for, and what these external
+    photos are) and on every photo (``oof``) as ``fpr`` / ``detection_rate``; an older detector's
+    metadata holds the calibrated keys in ``oof`` or at its top level."""
     keys = [f"{r}{s}" for r in ("fpr_calibrated", "detection_rate_calibrated") for s in ("", "_ci_low", "_ci_high")]
+    for where in (meta.get("oof_calibration_photos"), meta.get("oof")):
+        if isinstance(where, dict) and "fpr" in where and "detection_rate" in where:
+            return {k: float(where.get(k.replace("_calibrated", ""), np.nan)) for k in keys}
+    found = next((d for d in (meta, *meta.values()) if isinstance(d, dict) and "fpr_calibrated" in d), {})
     return {k: float(found.get(k, np.nan)) for k in keys}
 
 

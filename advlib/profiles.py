@@ -65,23 +65,28 @@ SCHEMA: dict[str, tuple[Any, str]] = {
     "heuristic_qfs": (list[int], "quality factors searched by the heuristic"),
     "dae_epochs": (int, "denoising autoencoder epochs"),
     "dae_sigma": (float, "denoising autoencoder training noise (paper: 0.1)"),
-    "adaptive_n": (int, "notebook 05: normal images attacked by the adaptive attacks (distinct photos, seeded)"),
-    "adaptive_eps": (list[float], "notebook 05: L-inf budgets in 8-bit levels (e.g. [1, 2, 4, 8, 16])"),
-    "adaptive_surrogate_eps": (list[float], "notebook 05: budgets of the surrogate attack on the all-38 detector (39 passes per step; [] = none)"),
-    "adaptive_surrogate_n": (int, "notebook 05: images of the surrogate attack on the all-38 detector (the first of the adaptive_n)"),
-    "adaptive_kornia_eps": (list[float], "notebook 05: budgets of the EOT attack through kornia's differentiable JPEG (the BPDA one runs at every budget)"),
-    "adaptive_steps": (int, "notebook 05: PGD steps of every adaptive attack"),
-    "adaptive_eot": (int, "notebook 05: operations drawn per step by the EOT attack on the corrections"),
+    "adaptive_n": (int, "notebook 05: normal images attacked (one per photo, from the outer folds' eval photos in turn)"),
+    "adaptive_photos": (str, "notebook 05: 'full-size' (photos of 224 px or more: the shipped detector's domain) or 'all'"),
+    "adaptive_eps": (list[float], "notebook 05: L-inf budgets in 8-bit levels (e.g. [1, 2, 4, 8]) of every attack without its own 'eps'"),
+    "adaptive_attacks": (dict, "notebook 05: attacks of advlib.experiments.adaptive_sweep.ATTACKS -> null or options {eps: [budgets], steps: N, n: images per fold}"),
+    "adaptive_steps": (int, "notebook 05: PGD steps of every gradient attack (chosen from the convergence study)"),
+    "adaptive_restarts": (int, "notebook 05: random restarts of every gradient attack"),
+    "adaptive_eot": (int, "notebook 05: correction operations drawn per step by the EOT attacks"),
+    "adaptive_lam": (list[float], "notebook 05: detector-hinge weights searched per image by the detector attacks, in order"),
+    "adaptive_queries": (int, "notebook 05: queries per image of the Square (gradient-free) attacks"),
+    "adaptive_convergence": (dict, "notebook 05: the convergence study {n, eps, steps: [..], restarts, attacks: [..]} ({} = none)"),
+    "extends": (Union[str, None], "optional: a profile whose keys this one takes (its own replace them) and whose run's data and models it reads (params/adaptive.yaml: the demo's)"),
+    "notebooks": (list[str], "optional: the notebooks 'advlib reproduce' runs for this profile (default: all five)"),
 }
 
 #: Keys a profile may leave out, with their defaults.
 OPTIONAL: dict[str, Any] = {"attack_options": {}, "detector_grids": {}, "threads": 0, "numerics": "pinned",
                             "strict_reference": False,
-                            "adaptive_n": 8,
-                            "adaptive_eps": [1, 2, 4, 8, 16], "adaptive_surrogate_eps": [8], "adaptive_surrogate_n": 4,
-                            "adaptive_kornia_eps": [1, 2],
-                            "adaptive_steps": 10,
-                            "adaptive_eot": 3}
+                            "extends": None, "notebooks": [],
+                            "adaptive_n": 24, "adaptive_photos": "all", "adaptive_eps": [1, 2, 4, 8],
+                            "adaptive_attacks": {"pgd": None, "eot_correction": None, "detector_cheap": None},
+                            "adaptive_steps": 10, "adaptive_restarts": 1, "adaptive_eot": 3,
+                            "adaptive_lam": [1.0, 10.0, 100.0], "adaptive_queries": 300, "adaptive_convergence": {}}
 
 #: Keys whose value is a path that must exist when set.
 PATH_KEYS = ("imagenet_dir", "imagenet_labels")
@@ -207,6 +212,18 @@ def validate(params: dict[str, Any], source: str = "<parameters>") -> dict[str, 
         raise ProfileError(f"{source}: key 'attack_threads' must be >= 0 (0 = torch's default)")
     if out["batch_size"] < 0:
         raise ProfileError(f"{source}: key 'batch_size' must be >= 0 (0 = auto)")
+    if out["adaptive_photos"] not in ("all", "full-size"):
+        raise ProfileError(f"{source}: key 'adaptive_photos' must be 'all' or 'full-size', got {out['adaptive_photos']!r}")
+    for name, opts in (out["adaptive_attacks"] or {}).items():
+        if opts is not None and (not isinstance(opts, dict) or set(opts) - {"eps", "steps", "n"}):
+            raise ProfileError(f"{source}: key 'adaptive_attacks': {name}: options must be null or a mapping of "
+                               f"eps, steps, n; got {opts!r}")
+    conv = out["adaptive_convergence"] or {}
+    if set(conv) - {"n", "eps", "steps", "restarts", "attacks"}:
+        raise ProfileError(f"{source}: key 'adaptive_convergence' takes n, eps, steps, restarts, attacks; got "
+                           f"{sorted(conv)}")
+    if out["adaptive_restarts"] < 1 or out["adaptive_steps"] < 1 or out["adaptive_queries"] < 1:
+        raise ProfileError(f"{source}: keys 'adaptive_steps', 'adaptive_restarts', 'adaptive_queries' must be >= 1")
     if out["batch_size"] == 0:
         out["batch_size"] = auto_batch_size(out["device"])
     return out
@@ -220,14 +237,40 @@ def profile_path(name_or_path: str | os.PathLike) -> Path:
     return paths.PARAMS_DIR / f"{name_or_path}.yaml"
 
 
-def read_raw(name_or_path: str | os.PathLike, overrides: dict[str, Any] | None = None) -> dict[str, Any]:
-    """The profile file's mapping with ``overrides`` applied, unvalidated and without importing
-    anything ({} when the file is missing or not a mapping: :func:`load_profile` reports that)."""
+def _extended(params: Any, source: str, seen: tuple[str, ...] = ()) -> Any:
+    """``params`` on top of the keys of the profile it ``extends`` (recursively)."""
+    if not isinstance(params, dict) or not params.get("extends"):
+        return params
+    base_name = params["extends"]
+    if not isinstance(base_name, str) or base_name in seen:
+        raise ProfileError(f"{source}: key 'extends' must name another profile, without a cycle (got {base_name!r})")
+    path = profile_path(base_name)
     try:
-        raw = yaml.safe_load(profile_path(name_or_path).read_text())
-    except (OSError, yaml.YAMLError):
+        base = yaml.safe_load(path.read_text())
+    except (OSError, yaml.YAMLError) as e:
+        raise ProfileError(f"{source}: key 'extends': cannot read profile {base_name!r} ({path}): {e}") from None
+    base = _extended(base, str(path), seen + (base_name,))
+    if not isinstance(base, dict):
+        raise ProfileError(f"{source}: key 'extends': {path} is not a mapping")
+    base = {k: v for k, v in base.items() if k not in ("extends", "notebooks")}
+    return {**base, **params}
+
+
+def read_raw(name_or_path: str | os.PathLike, overrides: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The profile file's mapping (on top of the profile it ``extends``) with ``overrides``
+    applied, unvalidated and without importing anything ({} when the file is missing or not a
+    mapping: :func:`load_profile` reports that)."""
+    try:
+        raw = _extended(yaml.safe_load(profile_path(name_or_path).read_text()), str(name_or_path))
+    except (OSError, yaml.YAMLError, ProfileError):
         return {}
     return {**raw, **(overrides or {})} if isinstance(raw, dict) else {}
+
+
+def input_params(params: dict[str, Any]) -> dict[str, Any]:
+    """The parameters of the run whose data and models a run reads: the profile it ``extends``
+    (validated), else its own."""
+    return load_profile(params["extends"], check=False) if params.get("extends") else params
 
 
 def load_profile(name_or_path: str | os.PathLike, *, check: bool = True, **overrides: Any) -> dict[str, Any]:
@@ -248,6 +291,7 @@ def load_profile(name_or_path: str | os.PathLike, *, check: bool = True, **overr
     except yaml.YAMLError as e:
         raise ProfileError(f"{path}: not valid YAML: {e}") from e
     source = str(path)
+    params = _extended(params, source)
     if overrides:
         unknown = [k for k in overrides if k not in SCHEMA]
         if unknown:
@@ -270,8 +314,10 @@ def load_profile(name_or_path: str | os.PathLike, *, check: bool = True, **overr
 def params_hash(params: dict[str, Any], ignore_prefix: str = "adaptive_") -> str:
     """:func:`fingerprint` of a run's parameters, saved with what the run trains (detectors), so
     that a saved model says which parameters made it. Keys starting with ``ignore_prefix`` (those
-    of notebook 05, which runs after the training) are left out."""
-    return fingerprint({k: v for k, v in params.items() if not k.startswith(ignore_prefix)})
+    of notebook 05, which runs after the training) are left out, and so are ``extends`` and
+    ``notebooks`` (which say how a profile is run, not what it computes)."""
+    return fingerprint({k: v for k, v in params.items()
+                        if not k.startswith(ignore_prefix) and k not in ("extends", "notebooks")})
 
 
 def run_name(params: dict[str, Any]) -> str:

@@ -124,6 +124,12 @@ def missing_inputs(profile: str, overrides: dict[str, Any] | None = None) -> lis
         labels = raw.get("imagenet_labels")
         if labels and not Path(labels).exists():
             lines["imagenet_labels"] = f"ImageNet label file (imagenet_labels): {labels} does not exist"
+    base = raw.get("extends")
+    if isinstance(base, str) and "05_adaptive" in (raw.get("notebooks") or NOTEBOOKS):
+        folds = paths.ROOT / "data" / base / "models" / "folds" / "folds.json"
+        if not folds.exists():
+            lines["extends"] = (f"the {base} run's detectors ({folds}): profile {profile} extends {base}; "
+                                f"run 'advlib reproduce {base}' (make reproduce PROFILE={base}) first")
     return list(lines.values())
 
 
@@ -260,9 +266,9 @@ def run(profile: str, notebooks: list[str] | None = None, overrides: dict[str, A
     from papermill.engines import papermill_engines
 
     overrides = dict(overrides or {})
-    sources = notebook_paths(notebooks)
     check_inputs(profile, overrides)
     params = profiles.load_profile(profile, **overrides)
+    sources = notebook_paths(notebooks or params["notebooks"] or None)  # a profile may name its notebooks
     run_name = profiles.run_name(params)
     out_dir = paths.ROOT / "build" / run_name
     out_dir.mkdir(parents=True, exist_ok=True)

@@ -316,7 +316,7 @@ _REPORTING: dict[type, type] = {}
 
 def _write_progress(bar: Any, final: bool = False) -> None:
     path = os.environ.get(PROGRESS_ENV)
-    if not path:
+    if not path or getattr(bar, "disable", False):  # a disabled bar has no desc, counts or clock
         return
     now = time.time()
     if not final and now - getattr(bar, "_advlib_written", 0.0) < 1.0:

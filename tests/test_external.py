@@ -146,3 +146,16 @@ def test_photo_list_is_pinned_and_new():
     assert all(len(p.sha256) == 64 and p.version and p.licence for p in external.PHOTOS)
     demo = {external.file_sha256(p.path) for p in corpora.demo_photos()}
     assert not demo & {p.sha256 for p in external.PHOTOS}
+
+
+def test_stated_rates_read_the_nested_evaluation_and_older_metadata():
+    from advlib.external import stated_rates
+
+    nested = {"oof": {"fpr": 0.2, "detection_rate": 0.5}, "oof_calibration_photos": {
+        "fpr": 0.07, "fpr_ci_low": 0.02, "fpr_ci_high": 0.12, "detection_rate": 0.7, "detection_rate_ci_low": 0.6,
+        "detection_rate_ci_high": 0.8}}
+    s = stated_rates(nested)  # the full-size photos' rates: what photos from elsewhere are
+    assert (s["fpr_calibrated"], s["fpr_calibrated_ci_high"], s["detection_rate_calibrated_ci_low"]) == (0.07, 0.12, 0.6)
+    old = stated_rates({"oof": {"fpr_calibrated": 0.1, "detection_rate_calibrated": 0.4}})
+    assert old["fpr_calibrated"] == 0.1 and old["detection_rate_calibrated"] == 0.4
+    assert all(v != v for v in stated_rates({}).values())  # NaN: nothing stated

@@ -15,7 +15,7 @@ from advlib.store import pixel_sha256
 
 # ----------------------------------------------------------------------------- profiles
 
-@pytest.mark.parametrize("name", ["smoke", "demo"])
+@pytest.mark.parametrize("name", ["smoke", "demo", "adaptive"])
 def test_shipped_profiles_validate(name):
     p = profiles.load_profile(name)
     assert p["profile"] == name
@@ -267,3 +267,28 @@ def test_profiles_name_components_with_their_options():
                         "given in both")]:
         with pytest.raises(profiles.ProfileError, match=match):
             profiles.load_profile("smoke", **bad)
+
+
+def test_progress_reports_enabled_bars_and_skips_disabled_ones(monkeypatch, tmp_path):
+    import json
+
+    state = tmp_path / "progress.json"
+    monkeypatch.setenv(runtime.PROGRESS_ENV, str(state))
+    assert list(runtime.progress(range(3), desc="quiet", disable=True)) == [0, 1, 2]  # no desc/n: nothing written
+    assert not state.exists()
+    assert list(runtime.progress(range(3), desc="shards")) == [0, 1, 2]
+    written = json.loads(state.read_text())
+    assert written["stage"] == "shards" and written["total"] == 3 and written["closed"]
+
+
+def test_extends_takes_the_base_profile_and_reads_its_run(tmp_path):
+    params = profiles.load_profile("adaptive", check=False)
+    demo = profiles.load_profile("demo", check=False)
+    assert params["extends"] == "demo" and params["notebooks"] == ["05_adaptive"]
+    assert {k: v for k, v in params.items() if not k.startswith("adaptive_")} == \
+        {**{k: v for k, v in demo.items() if not k.startswith("adaptive_")}, "profile": "adaptive",
+         "extends": "demo", "notebooks": ["05_adaptive"]}
+    assert profiles.input_params(params)["profile"] == "demo" and profiles.run_name(params) == "adaptive"
+    (tmp_path / "loop.yaml").write_text("extends: loop\nprofile: loop\n")
+    with pytest.raises(profiles.ProfileError, match="extends"):
+        profiles.load_profile(tmp_path / "loop.yaml", check=False)

@@ -30,7 +30,8 @@ from .detection import (FINE_TUNING, RAW_CNN_TITLES, detection_rate_per_attack, 
                         save_feature_detector, squeezing, table4, table5)
 from .protocol import (ALL_CIS, MAIN_FEATURE_DETECTORS, OOF, SCENARIOS, SETTINGS, Data, Fitted, Loaded, cross_validate,
                        feature_fitter, load, metric_row)
-from .shipped import Nested, Procedure, nested_evaluation, nested_metrics, nested_table, run_procedure, shipped_detector
+from .shipped import (Nested, Procedure, nested_evaluation, nested_metrics, nested_table, run_procedure,
+                      save_fold_detectors, shipped_detector)
 from .subsets import paired_tests, photo_subsets, subsets_table
 
 __all__ = ["ALL_CIS", "Data", "FINE_TUNING", "Fitted", "LABEL_CORRECTION_SETS", "Loaded", "MAIN_FEATURE_DETECTORS",
@@ -41,5 +42,5 @@ __all__ = ["ALL_CIS", "Data", "FINE_TUNING", "Fitted", "LABEL_CORRECTION_SETS", 
            "image_detectors", "jpeg_top5", "label_correction_outcomes", "label_correction_results", "load",
            "meets_target", "metric_row", "nested_evaluation", "nested_metrics", "nested_table", "paired_tests",
            "quality_after_correction", "raw_cnn", "run_procedure", "save_feature_detector",
-           "saved_detector_pipeline", "shipped_detector", "squeezing", "photo_subsets", "subsets_table", "table4",
+           "save_fold_detectors", "saved_detector_pipeline", "shipped_detector", "squeezing", "photo_subsets", "subsets_table", "table4",
            "table5", "table6", "target_line"]

@@ -1,31 +1,48 @@
 """Adaptive attacks against the paper's defences (notebook 05, beyond the paper).
 
-For each L-inf budget ``eps`` (in 8-bit levels) and each attack of :data:`ATTACKS`, the same
-normal images are attacked (:mod:`advlib.adaptive`), every adversarial is saved as a JPEG
-quality-100 file (notebook 01's save path), read back and re-checked from the file, and then
-judged by every defence on the file's pixels:
+**The images.** ``adaptive_n`` normal images, one per source photo (full-size photos only when
+``adaptive_photos`` is ``full-size``: the shipped detector's domain), taken from the eval parts
+of the outer folds of notebook 03 in turn (:func:`pick_images`). An image of fold ``k`` is
+attacked through, and judged by, the detectors of fold ``k`` (:func:`load_defences`, saved by
+:func:`advlib.experiments.save_fold_detectors`), which never saw its photo in training,
+selection or calibration; feature squeezing's threshold is set on the other folds' normal
+images.
 
-- detection: the paper's detector (SVM on the differences feature of all 38 operations, saved by
-  notebook 03), the cheap detector (notebook 03's, shipped with advlib for the demo) and feature
-  squeezing (threshold at ``target_fpr`` on the normal images);
+**The attacks** (:data:`ATTACKS`) differ from the non-adaptive baseline ``pgd`` in what their
+``differs`` says and nothing else (same top-5 margin, steps, step size, random start, restarts:
+``adaptive_steps``, ``adaptive_restarts``), each with the attack strength chosen from the
+convergence study (:func:`convergence`). Every adversarial is saved as a JPEG quality-100 file
+(notebook 01's save path), read back, re-checked from the file, and judged by every defence on
+the file's pixels (:meth:`Defences.judge`):
+
+- detection: the paper's detector (SVM on the differences feature of all 38 operations), the
+  cheap detector (the shipped detector's procedure) and feature squeezing (threshold at
+  ``target_fpr``);
 - correction: label correction (is the reference label in the voted top-5 of the 26 JPEG and
-  scaling operations?) and image correction (is it in the top-5 after JPEG at the heuristic's
-  ``min`` quality?).
+  scaling operations?) and image correction (in the top-5 after JPEG at the heuristic's ``min``
+  quality?);
+- the paper's two levels: a detector, then label correction of what it flags, the rest keeping
+  the classifier's answer (notebook 04's "detector + label correction"), with either detector.
 
-The reading, fixed before the results: an attack *defeats* a detector on an image when the image
-is adversarial after saving and not flagged; it defeats a correction when the image is
-adversarial after saving and the correction does not bring the reference label back into the
-top-5. Rates are over all attacked images (``n_images``). A defence *breaks* at the smallest
-budget where an adaptive attack defeats it on at least half of the images.
+**The reading, fixed before the results.** An attack *defeats* a detector on an image when the
+image is adversarial after saving and not flagged; a correction, when the image is adversarial
+after saving and the correction does not bring the reference label back into the top-5; a
+pipeline, when its final top-5 lacks the reference label. Rates are over all attacked images,
+with exact (Clopper-Pearson) 95% intervals: the images are of distinct photos, so they are
+independent draws. A defence *breaks* at the smallest budget where the lower bound of an
+adaptive attack's defeat rate is at least :data:`BREAK_LEVEL` (50%); where no budget's lower
+bound clears it, the table says ``not shown``.
 
-Work is done in shards, one per (attack, budget), written atomically under the store's
-``adaptive/`` folder with a key of everything they depend on: a rerun recomputes nothing and an
-interrupted run resumes.
+Work is done in shards, one per (attack, budget, fold, strength), written atomically under the
+store's ``adaptive/`` folder with a key of everything they depend on: a rerun recomputes nothing
+and an interrupted run resumes.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import io
+import json
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Callable
 
@@ -33,39 +50,64 @@ import numpy as np
 import pandas as pd
 import torch
 
-from .. import attacks, correct, detect, features, ops, paths, profiles, runtime
+from .. import attacks, correct, detect, features, models, ops, paths, profiles, runtime
 from ..attacks import adaptive
+from ..corpora import thumbnail_sources
 from ..dataset import read_table, save_dataset_image
 from ..detect import detector_scores
 from ..runtime import numerics_id
 from ..runtime import progress as tqdm
-from ..store import pixel_sha256, write_csv
+from ..stats import clopper_pearson
+from ..store import atomic_write_bytes, pixel_sha256, write_csv
 from .correction import jpeg_top5
-from .cost import cheap_detector_dir
 
-#: The attacks of the sweep: name -> (adaptive?, what it targets, description).
-ATTACKS: dict[str, tuple[bool, str, str]] = {
-    "none": (False, "-", "the normal images themselves (false positives, clean accuracy)"),
-    "pgd": (False, "-", "PGD on the top-5 margin, no knowledge of the defences (the non-adaptive baseline)"),
-    "high_confidence": (True, "correction", "PGD with a 30-logit margin over the top-5 (the simplest adaptive attack)"),
-    "eot_correction": (True, "correction", "EOT-PGD over the 26 JPEG and scaling operations, BPDA through JPEG"),
-    "eot_kornia": (True, "correction", "the same EOT-PGD through kornia's differentiable JPEG approximation"),
-    "detector_cheap": (True, "cheap detector", "C&W-style PGD through the cheap detector (exact gradients, BPDA JPEG)"),
-    "detector_paper": (True, "paper detector",
-                       "C&W-style PGD through a soft surrogate of the all-38 differences feature"),
+#: The share of attacked images an adaptive attack must defeat (by its interval's lower bound)
+#: for a defence to count as broken.
+BREAK_LEVEL = 50.0
+
+#: Columns judged per image (bool): flagged by each detector, label restored by each correction,
+#: the final answer of each two-level pipeline correct.
+DETECTORS = ("paper_detector", "cheap_detector", "feature_squeezing")
+CORRECTIONS = ("label_correction", "image_correction")
+PIPELINES = ("pipeline_cheap", "pipeline_paper")
+DEFENCES = DETECTORS + CORRECTIONS + PIPELINES
+
+#: What each defence column means, for the tables.
+DEFENCE_NAMES = {
+    "paper_detector": "paper's detector (SVM, differences feature, all 38 operations)",
+    "cheap_detector": "cheap detector (the shipped detector's procedure)",
+    "feature_squeezing": "feature squeezing (5-bit, 2x2 median, NLM 11-3-4)",
+    "label_correction": "label correction (vote over the 26 JPEG and scaling operations)",
+    "image_correction": "image correction (JPEG at the heuristic-min quality)",
+    "pipeline_cheap": "cheap detector, then label correction of what it flags",
+    "pipeline_paper": "paper's detector, then label correction of what it flags",
 }
 
-#: Columns judged per image (bool): flagged by each detector, label restored by each correction.
-DEFENCES = ("paper_detector", "cheap_detector", "feature_squeezing", "label_correction", "image_correction")
+
+@dataclass(frozen=True)
+class Strength:
+    """How hard an attack tries: PGD ``steps`` and random ``restarts``, ``eot`` operations per
+    step, the ``lam`` values searched by the detector attacks, the Square attack's ``queries``,
+    the high-confidence margin ``kappa_high``."""
+
+    steps: int = 10
+    restarts: int = 1
+    eot: int = 3
+    lam: tuple[float, ...] = (1.0, 10.0, 100.0)
+    queries: int = 300
+    kappa_high: float = 30.0
+
+    def key(self) -> list:
+        return [self.steps, self.restarts, self.eot, list(self.lam), self.queries, self.kappa_high]
 
 
 @dataclass
 class Defences:
-    """What judges the adversarials: the classifier, its detectors and the correction settings.
+    """What judges (and what the adaptive attacker knows of) the adversarials of one outer fold.
 
-    ``paper`` / ``cheap``: :class:`advlib.Detector` objects (``paper`` on the ``diff`` feature of
-    all operations); ``squeezing``: a fitted :class:`advlib.detect.FeatureSqueezing`;
-    ``heuristic_qfs`` / ``groups``: image and label correction settings (notebook 04's).
+    ``paper`` / ``cheap``: :class:`advlib.Detector` objects; ``squeezing``: a fitted
+    :class:`advlib.detect.FeatureSqueezing`; ``heuristic_qfs`` / ``groups``: image and label
+    correction settings (notebook 04's); ``source``: the classifier of the transfer attack.
     """
 
     classifier: torch.nn.Module
@@ -74,8 +116,10 @@ class Defences:
     squeezing: Any
     heuristic_qfs: list[int]
     groups: list[str]
+    fold: int = 0
     batch_size: int = 16
     workers: int = 0
+    source: torch.nn.Module | None = None
 
     def key(self) -> str:
         """What a judgement depends on (the detectors' metadata and thresholds, the settings)."""
@@ -83,194 +127,502 @@ class Defences:
             return {k: v for k, v in det.describe().items() if k not in ("run", "params_hash")}
 
         return paths.fingerprint(what(self.paper), what(self.cheap), float(self.squeezing.threshold_),
-                                  self.heuristic_qfs, self.groups)
+                                 self.heuristic_qfs, self.groups)
 
     def judge(self, images: torch.Tensor, labels: np.ndarray) -> dict[str, np.ndarray]:
-        """Per image, bool: flagged by each detector, reference label back in the top-5 after each
-        correction, and ``top5_clean`` (the label in the top-5 with no defence)."""
+        """Per image, bool: flagged by each detector; reference label back in the top-5 after each
+        correction; final answer right (label in the top-5) for each pipeline; ``top5_clean``
+        (the label in the top-5 with no defence)."""
         names = list(ops.OPERATIONS)
         top5 = np.asarray(features.top5_under_ops(self.classifier, images, names, batch_size=self.batch_size,
                                                   workers=self.workers, progress=False))
         after = top5[:, 1:]
         cols = [0] + [1 + names.index(n) for n in self.paper.op_names]  # the paper detector's passes
-        paper_x = self.paper.features_of(top5[:, cols])
-        paper_flag = detector_scores(self.paper.fitted_estimator(), paper_x) >= self.paper.threshold
-        voted, s_qf, _ = correct.heuristic_steps(after, names, self.heuristic_qfs, groups=self.groups)
+        paper_flag = detector_scores(self.paper.fitted_estimator(), self.paper.features_of(top5[:, cols])) \
+            >= self.paper.threshold
+        cheap_flag = self.cheap.detect(images)
+        voted = correct.label_correction(after, names, self.groups)
+        _, s_qf, _ = correct.heuristic_steps(after, names, self.heuristic_qfs, groups=self.groups)
         qf = correct.choose_qf(s_qf, "min", fallback_qf=min(self.heuristic_qfs))
-        return {"top5_clean": correct.top5_correct(top5[:, 0], labels),
+        clean, restored = correct.top5_correct(top5[:, 0], labels), correct.label_correction_success(voted, labels)
+        return {"top5_clean": clean,
                 "paper_detector": paper_flag,
-                "cheap_detector": self.cheap.detect(images),
+                "cheap_detector": cheap_flag,
                 "feature_squeezing": np.asarray(self.squeezing.predict(images)).astype(bool),
-                "label_correction": correct.label_correction_success(
-                    correct.label_correction(after, names, self.groups), labels),
+                "label_correction": restored,
                 "image_correction": correct.top5_correct(jpeg_top5(after, names, qf), labels),
-                "image_correction_qf": np.asarray(qf)}
+                "image_correction_qf": np.asarray(qf),
+                "pipeline_cheap": np.where(cheap_flag, restored, clean),
+                "pipeline_paper": np.where(paper_flag, restored, clean)}
 
 
-def run_attack(name: str, classifier, images: torch.Tensor, labels: np.ndarray, eps_levels: float, d: Defences, *,
-               steps: int, eot: int, seed: int, batch_size: int):
-    """One attack of :data:`ATTACKS` at ``eps_levels`` / 255: an :class:`advlib.attacks.pgd.AdaptiveOutcome`
-    (``none``: None)."""
-    eps = eps_levels / 255
-    kw = dict(steps=steps, seed=seed, batch_size=batch_size)
-    if name == "pgd":
-        return adaptive.attack_pgd(classifier, images, labels, eps, **kw)
-    if name == "high_confidence":
-        return adaptive.attack_high_confidence(classifier, images, labels, eps, **kw)
-    if name == "eot_correction":
-        return adaptive.attack_correction(classifier, images, labels, eps, eot=eot, **kw)
-    if name == "eot_kornia":
-        return adaptive.attack_correction(classifier, images, labels, eps, eot=eot, jpeg="kornia", **kw)
-    if name == "detector_cheap":
-        return adaptive.attack_detector(classifier, d.cheap, images, labels, eps, **kw)
-    if name == "detector_paper":
-        return adaptive.attack_detector(classifier, d.paper, images, labels, eps, **kw)
-    raise KeyError(f"unknown attack {name!r} (known: {', '.join(ATTACKS)})")
+Runner = Callable[[torch.Tensor, np.ndarray, float, Defences, Strength, int, int], Any]
 
 
-def shard(name: str, eps_levels: float, images: torch.Tensor, labels: np.ndarray, ids: list[str], d: Defences,
-          folder: Path, *, steps: int, eot: int, seed: int, batch_size: int, threads: int = 0) -> pd.DataFrame:
-    """One (attack, budget) shard: attack, save each adversarial as JPEG quality 100 under
-    ``folder``, re-check the paper's criterion from the file, judge it by every defence; one
-    row per image. Cached: the CSV (written last, atomically) marks the shard done. ``threads``:
-    torch threads of the attack (0: torch's default; fixed, as the dataset's ``attack_threads``,
-    so that the adversarials do not depend on the machine's core count)."""
-    key = paths.fingerprint(name, eps_levels, steps, eot, seed, threads, [pixel_sha256(im) for im in images],
-                             np.asarray(labels).tolist(), d.key(), numerics_id(), length=10)
-    out = folder / name / f"eps{eps_levels:g}-{key}.csv"
+@dataclass(frozen=True)
+class SweepAttack:
+    """One attack of the sweep: ``adaptive`` (knows the defences), ``target`` (the defences it is
+    designed for, columns of :data:`DEFENCES`), ``kind`` (gradient, gradient-free, transfer),
+    ``differs``: how it differs from the baseline ``pgd`` (everything else is the same), and
+    ``run(images, labels, eps, defences, strength, seed, batch_size)``."""
+
+    adaptive: bool
+    target: tuple[str, ...]
+    kind: str
+    differs: str
+    run: Runner = field(repr=False)
+
+
+def _pgd_kw(s: Strength, seed: int, batch_size: int) -> dict:
+    return {"steps": s.steps, "restarts": s.restarts, "seed": seed, "batch_size": batch_size}
+
+
+#: The attacks of the sweep by name (``none``: the normal images themselves).
+ATTACKS: dict[str, SweepAttack] = {
+    "pgd": SweepAttack(False, (), "gradient", "- (the non-adaptive baseline: top-5 margin, no knowledge of the defences)",
+                       lambda x, y, e, d, s, seed, bs: adaptive.attack_pgd(d.classifier, x, y, e,
+                                                                           **_pgd_kw(s, seed, bs))),
+    "high_confidence": SweepAttack(
+        True, CORRECTIONS + ("pipeline_cheap", "pipeline_paper"), "gradient", "margin kappa = 30 logits (not 0)",
+        lambda x, y, e, d, s, seed, bs: adaptive.attack_pgd(d.classifier, x, y, e, kappa=s.kappa_high,
+                                                            **_pgd_kw(s, seed, bs))),
+    "eot_correction": SweepAttack(
+        True, CORRECTIONS, "gradient", "EOT: the margin averaged over the image and `eot` of the 26 correction "
+        "operations drawn per step (BPDA through JPEG)",
+        lambda x, y, e, d, s, seed, bs: adaptive.attack_correction(d.classifier, x, y, e, eot=s.eot,
+                                                                   **_pgd_kw(s, seed, bs))),
+    "eot_kornia": SweepAttack(
+        True, CORRECTIONS, "gradient", "EOT as eot_correction, through kornia's differentiable JPEG",
+        lambda x, y, e, d, s, seed, bs: adaptive.attack_correction(d.classifier, x, y, e, eot=s.eot, jpeg="kornia",
+                                                                   **_pgd_kw(s, seed, bs))),
+    "detector_cheap": SweepAttack(
+        True, ("cheap_detector",), "gradient", "+ lam x hinge on the cheap detector's score (exact features, BPDA "
+        "JPEG), lam searched per image",
+        lambda x, y, e, d, s, seed, bs: adaptive.attack_detector(d.classifier, d.cheap, x, y, e, lam=s.lam,
+                                                                 **_pgd_kw(s, seed, bs))),
+    "detector_paper": SweepAttack(
+        True, ("paper_detector",), "gradient", "+ lam x hinge on the paper detector's score through a soft "
+        "surrogate of its discrete features, lam searched per image",
+        lambda x, y, e, d, s, seed, bs: adaptive.attack_detector(d.classifier, d.paper, x, y, e, lam=s.lam,
+                                                                 **_pgd_kw(s, seed, bs))),
+    "squeezing": SweepAttack(
+        True, ("feature_squeezing",), "gradient", "+ lam x hinge on feature squeezing's score through its squeezers "
+        "(BPDA bit depth and NLM, exact median), lam searched per image",
+        lambda x, y, e, d, s, seed, bs: adaptive.attack_squeezing(d.classifier, d.squeezing, x, y, e, lam=s.lam,
+                                                                  **_pgd_kw(s, seed, bs))),
+    "pipeline": SweepAttack(
+        True, ("pipeline_cheap", "cheap_detector", "label_correction"), "gradient",
+        "EOT as eot_correction + lam x hinge on the cheap detector, lam searched per image",
+        lambda x, y, e, d, s, seed, bs: adaptive.attack_pipeline(d.classifier, d.cheap, x, y, e, eot=s.eot, lam=s.lam,
+                                                                 **_pgd_kw(s, seed, bs))),
+    "transfer_lite1": SweepAttack(
+        True, CORRECTIONS + DETECTORS, "transfer", "made on efficientnet_lite1 (never sees the attacked classifier "
+        "or the detectors' models): EOT as eot_correction, kappa 30",
+        lambda x, y, e, d, s, seed, bs: adaptive.attack_correction(d.source, x, y, e, eot=s.eot, kappa=s.kappa_high,
+                                                                   **_pgd_kw(s, seed, bs))),
+    "square": SweepAttack(
+        False, (), "gradient-free", "Square attack (queries, no gradient) on the same top-5 margin",
+        lambda x, y, e, d, s, seed, bs: adaptive.attack_square(d.classifier, x, y, e, queries=s.queries, seed=seed,
+                                                               batch_size=bs)),
+    "square_correction": SweepAttack(
+        True, CORRECTIONS, "gradient-free", "Square attack on the margin averaged over the image and `eot` "
+        "correction operations (drawn once)",
+        lambda x, y, e, d, s, seed, bs: adaptive.attack_square(d.classifier, x, y, e, queries=s.queries, seed=seed,
+                                                               ops="jpeg+scaling", eot=s.eot, batch_size=bs)),
+    "square_detector": SweepAttack(
+        True, ("cheap_detector",), "gradient-free", "Square attack on the margin + 10 x hinge on the cheap "
+        "detector's real score",
+        lambda x, y, e, d, s, seed, bs: adaptive.attack_square(d.classifier, x, y, e, queries=s.queries, seed=seed,
+                                                               detector=d.cheap, lam=10.0, batch_size=bs)),
+}
+
+#: Transfer attacks need this classifier (:func:`load_defences` loads it only when asked).
+TRANSFER_SOURCE = "efficientnet_lite1"
+
+
+@dataclass(frozen=True)
+class Job:
+    """One shard: an attack at a budget (8-bit levels) on the images of one fold, with a strength."""
+
+    attack: str
+    eps_levels: float
+    fold: int
+    strength: Strength
+
+
+def shard(job: Job, images: torch.Tensor, labels: np.ndarray, ids: list[str], d: Defences, folder: Path, *,
+          seed: int, batch_size: int, threads: int = 0) -> pd.DataFrame:
+    """One shard: attack, save each adversarial as JPEG quality 100 under ``folder``, re-check the
+    paper's criterion from the file, judge it by every defence; one row per image. The attack's
+    loss history goes beside it (``.npy``, (steps + 1, n)). Cached: the CSV (written last,
+    atomically) marks the shard done. ``threads``: torch threads of the attack (fixed, as the
+    dataset's ``attack_threads``, so that the adversarials do not depend on the core count)."""
+    name = job.attack
+    key = paths.fingerprint(name, job.eps_levels, job.strength.key(), seed, threads,
+                            [pixel_sha256(im) for im in images], np.asarray(labels).tolist(), d.key(),
+                            numerics_id(), length=10)
+    out = folder / name / f"eps{job.eps_levels:g}-fold{job.fold}-{key}.csv"
     if out.exists():
         return read_table(out)
-    with runtime.torch_threads(threads or None):
-        outcome = run_attack(name, d.classifier, images, labels, eps_levels, d, steps=steps, eot=eot, seed=seed,
-                             batch_size=batch_size) if name != "none" else None
-    if outcome is None:
+    history = None
+    if name == "none":
         files, pixels = [""] * len(images), images
         success = np.zeros(len(images), bool)
-        l2, linf, seconds = np.zeros(len(images)), np.zeros(len(images), int), 0.0
+        l2, linf, seconds, lam_used = np.zeros(len(images)), np.zeros(len(images), int), 0.0, [np.nan] * len(images)
     else:
+        spec = ATTACKS[name]
+        with runtime.torch_threads(threads or None):
+            outcome = spec.run(images, labels, job.eps_levels / 255, d, job.strength, seed, batch_size)
         saved = [save_dataset_image(outcome.adversarial[i], folder / name / key / ids[i].replace("/", "_"), "jpeg")
                  for i in range(len(images))]
         files = [str(p.relative_to(folder)) for p, _ in saved]
         pixels = torch.stack([px for _, px in saved])
         if not torch.equal(pixels, outcome.saved):
-            raise RuntimeError(f"{name} eps {eps_levels}: the saved files decode to other pixels than the attack's")
+            raise RuntimeError(f"{name} eps {job.eps_levels}: the saved files decode to other pixels than the attack's")
         success = attacks.is_adversarial(d.classifier, pixels, torch.as_tensor(labels), batch_size=batch_size)
         l2, linf, seconds = outcome.l2, outcome.linf, outcome.seconds
+        lam_used = outcome.params.get("lam_used", [np.nan] * len(images))
+        history = outcome.loss_history
     judged = d.judge(pixels, np.asarray(labels))
-    adaptive, target, _ = ATTACKS[name]
-    rows = pd.DataFrame({"image_id": ids, "attack": name, "adaptive": adaptive, "target": target,
-                         "eps_levels": eps_levels, "path": files, "label": np.asarray(labels),
-                         "success_saved": success, "l2": l2, "linf": linf,
-                         "seconds_per_image": seconds / max(1, len(images)), **judged})
+    spec = ATTACKS.get(name)
+    rows = pd.DataFrame({"image_id": ids, "attack": name, "adaptive": bool(spec and spec.adaptive),
+                         "kind": spec.kind if spec else "-", "eps_levels": job.eps_levels, "fold": job.fold,
+                         "steps": job.strength.steps, "restarts": job.strength.restarts, "path": files,
+                         "label": np.asarray(labels), "success_saved": success, "l2": l2, "linf": linf,
+                         "lam_used": lam_used, "seconds_per_image": seconds / max(1, len(images)), **judged,
+                         "shard": str(out.relative_to(folder))})
+    if history is not None:
+        buf = io.BytesIO()
+        np.save(buf, history)
+        atomic_write_bytes(out.with_suffix(".npy"), buf.getvalue())
     write_csv(rows, out)
     return read_table(out)
 
 
-def sweep(images: torch.Tensor, labels: np.ndarray, ids: list[str], d: Defences, folder: Path, *,
-          eps_levels: list[float], attacks: list[str], surrogate_eps: list[float], steps: int, eot: int,
-          kornia_eps: list[float] | None = None, surrogate_n: int | None = None,
-          seed: int, batch_size: int, threads: int = 0, progress: bool = True,
-          on_error: Callable | None = None) -> pd.DataFrame:
-    """Every attack of ``attacks`` at every budget of ``eps_levels`` (``detector_paper`` only at
-    ``surrogate_eps`` and on the first ``surrogate_n`` images (None: all), it costs 39 passes per
-    step; ``eot_kornia`` only at ``kornia_eps``, None: all), plus the normal images (``none``). Returns
-    one row per (attack, budget, image). A failing shard is reported (``on_error(name, eps,
-    exc)``, default print) and the others go on."""
-    only = {"detector_paper": surrogate_eps, "eot_kornia": eps_levels if kornia_eps is None else kornia_eps}
-    jobs = [("none", 0.0)] + [(a, e) for a in attacks for e in eps_levels if e in only.get(a, eps_levels)]
+def loss_history(rows: pd.DataFrame, folder: Path) -> np.ndarray | None:
+    """The loss histories (steps + 1, n) saved beside the shards of ``rows``' images (None if any
+    is missing), in ``rows``' order of shards."""
+    parts = []
+    for path in dict.fromkeys(rows["shard"]):
+        npy = (Path(folder) / path).with_suffix(".npy")
+        if not npy.exists():
+            return None
+        parts.append(np.load(npy))
+    return np.concatenate(parts, axis=1) if parts else None
+
+
+def _run_jobs(jobs: list[Job], picks: dict[int, tuple], defences: dict[int, Defences], folder: Path, *, seed: int,
+              batch_size: int, threads: int, progress: bool, desc: str, n: dict[str, int] | None = None,
+              on_error: Callable | None = None) -> pd.DataFrame:
     parts, failed = [], []
-    for name, eps in tqdm(jobs, desc="adaptive attacks", disable=not progress):
+    for job in tqdm(jobs, desc=desc, disable=not progress):
+        images, labels, ids = picks[job.fold]
+        k = (n or {}).get(job.attack)
+        if k is not None:
+            images, labels, ids = images[:k], labels[:k], ids[:k]
+        if not len(ids):
+            continue
         try:
-            n = surrogate_n if name == "detector_paper" and surrogate_n else len(images)
-            parts.append(shard(name, eps, images[:n], labels[:n], ids[:n], d, folder, steps=steps, eot=eot,
-                               seed=seed, batch_size=batch_size, threads=threads))
+            parts.append(shard(job, images, labels, ids, defences[job.fold], folder, seed=seed,
+                               batch_size=batch_size, threads=threads))
         except Exception as e:  # noqa: BLE001 - a failing shard must not stop the others
-            failed.append((name, eps, repr(e)))
-            (on_error or (lambda n, x, err: print(f"adaptive shard {n} eps {x} failed: {err!r}")))(name, eps, e)
+            failed.append((job.attack, job.eps_levels, job.fold, repr(e)))
+            (on_error or (lambda j, err: print(f"adaptive shard {j} failed: {err!r}")))(job, e)
     if failed:
         print(f"{len(failed)} adaptive shard(s) failed: {failed}")
-    return pd.concat(parts, ignore_index=True)
+    return pd.concat(parts, ignore_index=True) if parts else pd.DataFrame()
 
 
-def summary(rows: pd.DataFrame, groups: pd.Series | None = None) -> pd.DataFrame:
-    """One row per (attack, budget): success after saving, the share of attacked images that each
-    defence lets through (``defeats_*``: adversarial after saving and not flagged / not
-    restored), detection rates and restored rates among the successful adversarials, median
-    perturbation, ``n_images`` and ``n_photos`` (``groups``: source photo per ``image_id``). The
-    attacks' wall times stay in ``rows`` (``seconds_per_image``): a recomputed table is the same
-    file on any machine."""
+def _split_by_fold(pick: pd.DataFrame, images: torch.Tensor) -> dict[int, tuple]:
+    out = {}
+    for k in sorted(pick["fold"].unique()):
+        m = (pick["fold"] == k).to_numpy()
+        out[int(k)] = (images[torch.from_numpy(m)], pick["label"].to_numpy()[m], pick["image_id"][m].tolist())
+    return out
+
+
+def sweep(pick: pd.DataFrame, images: torch.Tensor, defences: dict[int, Defences], folder: Path, *,
+          plan: dict[str, dict], eps_levels: list[float], strength: Strength, seed: int, batch_size: int,
+          threads: int = 0, progress: bool = True, on_error: Callable | None = None) -> pd.DataFrame:
+    """Every attack of ``plan`` (name -> options: ``eps``, budgets instead of ``eps_levels``;
+    ``steps``, another step count; ``n``, the first images of each fold only) at its budgets on
+    the images of ``pick`` (:func:`pick_images`, with their ``fold``), each fold's images through
+    that fold's ``defences``, plus the normal images (``none``). Returns one row per (attack,
+    budget, image). A failing shard is reported (``on_error(job, exc)``, default print) and the
+    others go on."""
+    unknown = [a for a in plan if a not in ATTACKS]
+    if unknown:
+        raise KeyError(f"unknown adaptive attack(s) {unknown} (known: {', '.join(ATTACKS)})")
+    picks = _split_by_fold(pick, images)
+    jobs = [Job("none", 0.0, k, strength) for k in picks]
+    n = {}
+    for name, opts in plan.items():
+        opts = opts or {}
+        s = replace(strength, steps=int(opts.get("steps", strength.steps)))
+        if "n" in opts:
+            n[name] = int(opts["n"])
+        jobs += [Job(name, float(e), k, s) for e in opts.get("eps", eps_levels) for k in picks]
+    return _run_jobs(jobs, picks, defences, folder, seed=seed, batch_size=batch_size, threads=threads,
+                     progress=progress, desc="adaptive attacks", n=n, on_error=on_error)
+
+
+def _rate(k: int, n: int) -> tuple[float, float, float]:
+    lo, hi = clopper_pearson(k, n)
+    return (100 * k / n if n else np.nan), 100 * lo, 100 * hi
+
+
+def summary(rows: pd.DataFrame) -> pd.DataFrame:
+    """One row per (attack, budget, strength): success after saving and, per defence
+    (:data:`DEFENCES`), the share of attacked images it lets through (``defeats_*_pct`` with
+    Clopper-Pearson 95% bounds ``defeats_*_ci_low`` / ``_ci_high`` and the count
+    ``defeats_*_n``); detectors' flag rates (of all images: false positives for ``none``) and
+    detection rates among the successful adversarials; corrections' accuracy; median
+    perturbation; ``n_images`` (of distinct photos, so ``n_photos`` equals it) and what differs
+    from the baseline. The attacks' wall times stay in ``rows`` (``seconds_per_image``): a
+    recomputed table is the same file on any machine."""
     out = []
-    for (name, eps), g in rows.groupby(["attack", "eps_levels"], sort=False):
+    for (name, eps, steps, restarts), g in rows.groupby(["attack", "eps_levels", "steps", "restarts"], sort=False):
         s = g["success_saved"].astype(bool).to_numpy()
-        r = {"attack": name, "adaptive": bool(g["adaptive"].iloc[0]), "target": g["target"].iloc[0],
-             "eps_levels": eps, "n_images": len(g),
-             "n_photos": int(g["image_id"].map(groups).nunique()) if groups is not None else len(g),
-             "success_saved_pct": 100 * s.mean(), "n_success": int(s.sum()),
-             "median_linf": float(g["linf"].median()), "median_l2": float(g["l2"].median())}
-        for col in ("paper_detector", "cheap_detector", "feature_squeezing"):
-            flag = g[col].astype(bool).to_numpy()
-            r[f"{col}_flagged_pct"] = 100 * flag.mean()  # of all images (false positives for 'none')
-            r[f"{col}_detects_pct"] = 100 * flag[s].mean() if s.any() else np.nan
-            r[f"defeats_{col}_pct"] = 100 * (s & ~flag).mean()
-        for col in ("label_correction", "image_correction"):
+        n = len(g)
+        spec = ATTACKS.get(name)
+        r = {"attack": name, "adaptive": bool(g["adaptive"].iloc[0]), "kind": g["kind"].iloc[0],
+             "target": ", ".join(spec.target) if spec else "-", "eps_levels": eps, "steps": steps,
+             "restarts": restarts, "n_images": n, "n_photos": int(g["image_id"].nunique()),
+             "n_folds": int(g["fold"].nunique())}
+        r["success_saved_pct"], r["success_saved_ci_low"], r["success_saved_ci_high"] = _rate(int(s.sum()), n)
+        r["median_linf"], r["median_l2"] = float(g["linf"].median()), float(g["l2"].median())
+        for col in DEFENCES:
             ok = g[col].astype(bool).to_numpy()
-            r[f"{col}_accuracy_pct"] = 100 * ok.mean()  # label in the top-5 after the correction, all images
-            r[f"{col}_restores_pct"] = 100 * ok[s].mean() if s.any() else np.nan
-            r[f"defeats_{col}_pct"] = 100 * (s & ~ok).mean()
+            if col in DETECTORS:
+                r[f"{col}_flagged_pct"] = 100 * ok.mean()
+                r[f"{col}_detects_pct"] = 100 * ok[s].mean() if s.any() else np.nan
+                defeated = s & ~ok
+            elif col in CORRECTIONS:
+                r[f"{col}_accuracy_pct"] = 100 * ok.mean()
+                defeated = s & ~ok
+            else:  # a pipeline: its final answer is wrong
+                r[f"{col}_accuracy_pct"] = 100 * ok.mean()
+                defeated = ~ok
+            k = int(defeated.sum())
+            r[f"defeats_{col}_n"] = k
+            r[f"defeats_{col}_pct"], r[f"defeats_{col}_ci_low"], r[f"defeats_{col}_ci_high"] = _rate(k, n)
+        r["differs_from_pgd"] = spec.differs if spec else "- (no attack)"
         out.append(r)
     return pd.DataFrame(out)
 
 
-def breaking_budget(table: pd.DataFrame, defence: str, attacks: list[str], threshold: float = 50.0) -> float | None:
-    """The smallest budget (8-bit levels) at which one of ``attacks`` defeats ``defence`` on at
-    least ``threshold`` % of the attacked images (``defeats_<defence>_pct``); None if none does."""
-    col = f"defeats_{defence}_pct"
-    hit = table[table["attack"].isin(attacks) & (table[col] >= threshold)]
-    return float(hit["eps_levels"].min()) if len(hit) else None
+def breaking_budget(table: pd.DataFrame, defence: str, attacks: list[str], level: float = BREAK_LEVEL) -> dict | None:
+    """The smallest budget (8-bit levels) at which one of ``attacks`` defeats ``defence`` with the
+    lower bound of its 95% interval at ``level`` % or more; the row's attack, count and interval
+    (None if no budget does)."""
+    col = f"defeats_{defence}"
+    hit = table[table["attack"].isin(attacks) & (table[f"{col}_ci_low"] >= level)]
+    if not len(hit):
+        return None
+    r = hit.sort_values(["eps_levels", f"{col}_ci_low"], ascending=[True, False]).iloc[0]
+    return {"eps": float(r.eps_levels), "attack": r.attack, "k": int(r[f"{col}_n"]), "n": int(r.n_images),
+            "pct": float(r[f"{col}_pct"]), "low": float(r[f"{col}_ci_low"]), "high": float(r[f"{col}_ci_high"])}
 
 
-def pick_images(manifest: pd.DataFrame, classifier: str, n: int, seed: int) -> pd.DataFrame:
-    """``n`` normal images of ``classifier``, one per source photo, drawn with ``seed`` (in manifest
-    order): the images the sweep attacks."""
-    normal = manifest[(manifest["kind"] == "normal") & (manifest["classifier"] == classifier)]
-    firsts = normal.drop_duplicates("source")
-    order = np.random.default_rng(seed).permutation(len(firsts))[:n]
-    return firsts.iloc[np.sort(order)]
-
-
-def load_defences(params: dict[str, Any], dirs: dict[str, Path], classifier: Any, normal_images: torch.Tensor,
-                  device: str) -> Defences:
-    """The defences notebook 03 trained for this run: the saved all-38 detector
-    (``models/detector_svm_diff_all``), the cheap detector (:func:`advlib.experiments.cheap_detector_dir`),
-    feature squeezing fitted at ``target_fpr`` on ``normal_images``, and notebook 04's correction settings."""
-    paper_dir = dirs["models"] / "detector_svm_diff_all"
-    meta = detect.read_meta(paper_dir)
-    bs = params["batch_size"]
-    paper_det = detect.Detector.from_estimator(classifier, detect.load_detector(paper_dir), feature=meta["feature"],
-                                               ops=meta["group"], threshold=meta["threshold"], meta=meta, batch_size=bs)
-    cheap_det = detect.Detector.load(cheap_detector_dir(profiles.run_name(params), params["classifiers"][0],
-                                                        dirs["models"]), classifier, batch_size=bs)
-    squeezer = detect.FeatureSqueezing(classifier, device=device, batch_size=bs, fpr=params["target_fpr"])
-    squeezer.fit(normal_images)
-    return Defences(classifier, paper_det, cheap_det, squeezer, params["heuristic_qfs"], params["correction_groups"],
-                    batch_size=bs, workers=params["workers"])
-
-
-def breaking_table(table: pd.DataFrame, adaptive_attacks: list[str], baseline: str = "pgd") -> pd.DataFrame:
-    """Per defence (:data:`DEFENCES`): the budget at which an adaptive attack breaks it and the one
-    at which ``baseline`` does (:func:`breaking_budget`), and the strongest adaptive attack."""
-    fmt = lambda v: "never" if v is None else f"{v:g}/255"  # noqa: E731
+def breaking_table(table: pd.DataFrame, level: float = BREAK_LEVEL, baseline: str = "pgd") -> pd.DataFrame:
+    """Per defence (:data:`DEFENCES`): where an adaptive attack breaks it (:func:`breaking_budget`
+    over the adaptive attacks of ``table``), where the non-adaptive ``baseline`` does, and, at
+    the smallest budget tried, the strongest adaptive attack with its interval. ``not shown``:
+    no budget's interval clears ``level``."""
+    adaptive_names = sorted(set(table.loc[table["adaptive"].astype(bool), "attack"]))
+    fmt = lambda b: "not shown" if b is None else f"{b['eps']:g}/255"  # noqa: E731
     lines = []
+    smallest = table[table.attack != "none"].eps_levels.min()
     for defence in DEFENCES:
-        best = table[table.attack.isin(adaptive_attacks)].sort_values(f"defeats_{defence}_pct").iloc[-1]
-        lines.append({"defence": defence, "breaks_adaptive": fmt(breaking_budget(table, defence, adaptive_attacks)),
-                      "breaks_non_adaptive": fmt(breaking_budget(table, defence, [baseline])),
-                      "strongest_attack": best.attack, "at_eps": f"{best.eps_levels:g}/255",
-                      "defeated_pct": round(best[f"defeats_{defence}_pct"], 1)})
+        a, b = breaking_budget(table, defence, adaptive_names, level), breaking_budget(table, defence, [baseline], level)
+        at = table[table.attack.isin(adaptive_names) & (table.eps_levels == smallest)]
+        best = at.sort_values(f"defeats_{defence}_ci_low").iloc[-1] if len(at) else None
+        lines.append({"defence": defence, "what": DEFENCE_NAMES[defence], "level_pct": level,
+                      "breaks_adaptive": fmt(a), "by": a["attack"] if a else "",
+                      "defeated": f"{a['k']}/{a['n']}" if a else "",
+                      "ci_low": round(a["low"], 1) if a else np.nan, "ci_high": round(a["high"], 1) if a else np.nan,
+                      "breaks_non_adaptive": fmt(b),
+                      "non_adaptive_defeated": f"{b['k']}/{b['n']}" if b else "",
+                      "at_smallest_eps": f"{smallest:g}/255",
+                      "strongest_at_smallest": best.attack if best is not None else "",
+                      "strongest_defeated": (f"{int(best[f'defeats_{defence}_n'])}/{int(best.n_images)}"
+                                             if best is not None else ""),
+                      "strongest_ci": (f"[{best[f'defeats_{defence}_ci_low']:.1f}, "
+                                       f"{best[f'defeats_{defence}_ci_high']:.1f}]" if best is not None else "")})
     return pd.DataFrame(lines)
 
 
-def write_rows(rows: pd.DataFrame, data_dir: Path) -> Path:
+def masking_checks(table: pd.DataFrame) -> pd.DataFrame:
+    """The gradient-masking checks: per defence and budget, the best gradient attack against the
+    best gradient-free and the best transfer attack (defeat rates with intervals), and whether
+    either beats the gradient attack (its interval's lower bound above the gradient attack's
+    upper bound: ``beats_gradient``) or merely exceeds its rate (``higher_rate``)."""
+    lines = []
+    t = table[table.attack != "none"]
+    for defence in DEFENCES:
+        col = f"defeats_{defence}"
+        for eps, g in t.groupby("eps_levels"):
+            grad = g[(g.kind == "gradient") & g.adaptive.astype(bool)]
+            if not len(grad):
+                continue
+            best = grad.sort_values(f"{col}_pct").iloc[-1]
+            for kind in ("gradient-free", "transfer"):
+                other = g[g.kind == kind]
+                if not len(other):
+                    continue
+                o = other.sort_values(f"{col}_pct").iloc[-1]
+                lines.append({"defence": defence, "eps_levels": eps, "check": kind, "gradient_attack": best.attack,
+                              "gradient_pct": best[f"{col}_pct"], "gradient_ci_low": best[f"{col}_ci_low"],
+                              "gradient_ci_high": best[f"{col}_ci_high"], "other_attack": o.attack,
+                              "other_pct": o[f"{col}_pct"], "other_ci_low": o[f"{col}_ci_low"],
+                              "other_ci_high": o[f"{col}_ci_high"],
+                              "higher_rate": bool(o[f"{col}_pct"] > best[f"{col}_pct"]),
+                              "beats_gradient": bool(o[f"{col}_ci_low"] > best[f"{col}_ci_high"]),
+                              "n_images": int(o.n_images)})
+    return pd.DataFrame(lines)
+
+
+# --------------------------------------------------------------------------- convergence
+
+#: The attack whose success each convergence run is judged by: its target defence column
+#: (``success``: fooled the classifier after saving).
+CONVERGENCE_TARGET = {"pgd": "success", "high_confidence": "label_correction", "eot_correction": "label_correction",
+                      "detector_cheap": "cheap_detector", "squeezing": "feature_squeezing",
+                      "pipeline": "pipeline_cheap", "detector_paper": "paper_detector"}
+
+
+def convergence(pick: pd.DataFrame, images: torch.Tensor, defences: dict[int, Defences], folder: Path, *,
+                attacks: list[str], eps_levels: list[float], steps: list[int], restarts: int, strength: Strength,
+                n: int, seed: int, batch_size: int, threads: int = 0, progress: bool = True) -> pd.DataFrame:
+    """The convergence study: each attack of ``attacks`` at each budget of ``eps_levels`` with
+    every step count of ``steps`` (one start), and with ``restarts`` random restarts at the
+    middle step count, on the first ``n`` images of ``pick`` (in its round-robin ``order``, so
+    that they come from every fold). Returns the
+    per-image rows (as :func:`sweep`; ``steps`` and ``restarts`` columns tell the runs apart)."""
+    first = pick["order"].to_numpy() < n  # the first n in round-robin order: every fold's images
+    picks = _split_by_fold(pick[first].reset_index(drop=True), images[torch.from_numpy(first)])
+    middle = sorted(steps)[len(steps) // 2]
+    configs = [(s, 1) for s in steps] + ([(middle, restarts)] if restarts > 1 else [])
+    jobs = [Job(a, float(e), k, replace(strength, steps=s, restarts=r))
+            for a in attacks for e in eps_levels for s, r in configs for k in picks]
+    return _run_jobs(jobs, picks, defences, folder, seed=seed, batch_size=batch_size, threads=threads,
+                     progress=progress, desc="convergence study")
+
+
+def convergence_table(rows: pd.DataFrame) -> pd.DataFrame:
+    """One row per (attack, budget, steps, restarts) of :func:`convergence`: the rate at which the
+    attack defeats its target (:data:`CONVERGENCE_TARGET`) with its interval, and success after
+    saving."""
+    out = []
+    for (name, eps, steps, restarts), g in rows.groupby(["attack", "eps_levels", "steps", "restarts"], sort=False):
+        s = g["success_saved"].astype(bool).to_numpy()
+        target = CONVERGENCE_TARGET.get(name, "success")
+        if target == "success":
+            defeated = s
+        elif target.startswith("pipeline"):
+            defeated = ~g[target].astype(bool).to_numpy()
+        else:
+            defeated = s & ~g[target].astype(bool).to_numpy()
+        pct, lo, hi = _rate(int(defeated.sum()), len(g))
+        out.append({"attack": name, "eps_levels": eps, "steps": steps, "restarts": restarts, "target": target,
+                    "n_images": len(g), "defeated": int(defeated.sum()), "defeated_pct": pct, "ci_low": lo,
+                    "ci_high": hi, "success_saved_pct": 100 * s.mean()})
+    return pd.DataFrame(out)
+
+
+def convergence_curves(rows: pd.DataFrame, folder: Path) -> dict[tuple[str, float], np.ndarray]:
+    """The loss histories (steps + 1, n) of the longest single-start run of each (attack, budget)."""
+    out = {}
+    single = rows[rows.restarts == 1]
+    for (name, eps), g in single.groupby(["attack", "eps_levels"], sort=False):
+        longest = g[g.steps == g.steps.max()]
+        h = loss_history(longest, folder)
+        if h is not None:
+            out[(name, float(eps))] = h
+    return out
+
+
+# --------------------------------------------------------------------------- images and defences
+
+def pick_images(manifest: pd.DataFrame, classifier: str, n: int, seed: int, fold_sources: dict[int, list[str]],
+                photos: str = "all") -> pd.DataFrame:
+    """``n`` normal images of ``classifier``, one per source photo, from the eval photos of the
+    outer folds (``fold_sources``: fold -> its eval photos) taken in turn (fold 0's first, fold
+    1's first, ...; within a fold in a seeded order), with a ``fold`` column. ``photos``:
+    ``"full-size"`` keeps only photos of 224 px or more on a side (demo corpus), ``"all"`` every
+    photo. Fewer than ``n`` when there are not enough photos (the table's ``n_images`` says)."""
+    if photos not in ("all", "full-size"):
+        raise ValueError(f"adaptive_photos must be 'all' or 'full-size', got {photos!r}")
+    normal = manifest[(manifest["kind"] == "normal") & (manifest["classifier"] == classifier)]
+    firsts = normal.drop_duplicates("source")
+    if photos == "full-size":
+        firsts = firsts[~firsts["source"].isin(thumbnail_sources())]
+    rng = np.random.default_rng(seed)
+    queues = []
+    for k in sorted(fold_sources, key=int):
+        f = firsts[firsts["source"].isin(fold_sources[k])].assign(fold=int(k))
+        queues.append(f.iloc[rng.permutation(len(f))])
+    out, i = [], 0
+    while len(out) < n and any(i < len(q) for q in queues):
+        out += [q.iloc[[i]] for q in queues if i < len(q)]
+        i += 1
+    picked = pd.concat(out[:n]) if out else firsts.iloc[:0].assign(fold=0)
+    picked = picked.assign(order=np.arange(len(picked)))  # the round-robin order: the first m cover the folds evenly
+    return picked.sort_values(["fold"], kind="stable").reset_index(drop=True)
+
+
+def folds_dir(dirs: dict[str, Path]) -> Path:
+    """Where notebook 03 saved the outer folds' detectors (:func:`advlib.experiments.save_fold_detectors`)."""
+    return dirs["models"] / "folds"
+
+
+def fold_sources(dirs: dict[str, Path]) -> dict[int, list[str]]:
+    """Fold -> the source photos of its eval part, as notebook 03 saved them."""
+    path = folds_dir(dirs) / "folds.json"
+    if not path.exists():
+        raise FileNotFoundError(f"{path} is missing: notebook 05 attacks through the outer folds' detectors that "
+                                f"notebook 03 saves; run notebook 03 of this profile first (advlib reproduce "
+                                f"<profile> 03_detection)")
+    return {int(k): v for k, v in json.loads(path.read_text()).items()}
+
+
+def load_defences(params: dict[str, Any], dirs: dict[str, Path], classifier: Any, manifest: pd.DataFrame,
+                  load_normal: Callable[[np.ndarray], torch.Tensor], device: str, folds: list[int],
+                  transfer: bool = False) -> dict[int, Defences]:
+    """The defences of each outer fold of ``folds``: its paper and cheap detectors as notebook 03
+    saved them, feature squeezing fitted at ``target_fpr`` on the normal images of the other
+    folds' photos (``load_normal(mask)``: the manifest rows' images), notebook 04's correction
+    settings; ``transfer``: also load the transfer attack's source classifier."""
+    bs = params["batch_size"]
+    sources = fold_sources(dirs)
+    normal = ((manifest["kind"] == "normal") & (manifest["classifier"] == params["classifiers"][0])).to_numpy()
+    source = models.load_classifier(TRANSFER_SOURCE, device) if transfer else None
+    out = {}
+    for k in folds:
+        base = folds_dir(dirs) / f"fold{k}"
+        paper = detect.Detector.load(base / "paper", classifier, batch_size=bs)
+        cheap = detect.Detector.load(base / "cheap", classifier, batch_size=bs)
+        others = normal & ~manifest["source"].isin(sources[k]).to_numpy()
+        squeezer = detect.FeatureSqueezing(classifier, device=device, batch_size=bs, fpr=params["target_fpr"])
+        squeezer.fit(load_normal(others))
+        out[k] = Defences(classifier, paper, cheap, squeezer, params["heuristic_qfs"], params["correction_groups"],
+                          fold=k, batch_size=bs, workers=params["workers"], source=source)
+    return out
+
+
+def strength(params: dict[str, Any]) -> Strength:
+    """The attack strength of a run's profile (``adaptive_steps``, ``adaptive_restarts``,
+    ``adaptive_eot``, ``adaptive_lam``, ``adaptive_queries``)."""
+    return Strength(steps=params["adaptive_steps"], restarts=params["adaptive_restarts"], eot=params["adaptive_eot"],
+                    lam=tuple(float(v) for v in params["adaptive_lam"]), queries=params["adaptive_queries"])
+
+
+def write_rows(rows: pd.DataFrame, data_dir: Path, name: str = "adaptive_rows.csv") -> Path:
     """The sweep's per-image rows (with the attacks' wall times on this machine) as the run's
     ``data/<run>/adaptive_rows.csv``."""
-    return write_csv(rows, Path(data_dir) / "adaptive_rows.csv")
+    return write_csv(rows, Path(data_dir) / name)
+
+
+def stated(params: dict[str, Any]) -> dict[str, Any]:
+    """The run's adaptive settings, for the notebook's header and the README."""
+    return {k: v for k, v in params.items() if k.startswith("adaptive_")} | {"profile": profiles.run_name(params)}

@@ -71,9 +71,14 @@ def greedy_order(out: OpOutputs, kind: str, y: np.ndarray, tr: np.ndarray, dv: n
                  seed: int = 0) -> tuple[list[int], list[float]]:
     """Greedy forward selection of ``k_max`` operations for feature ``kind``: each step adds the
     operation that maximises the dev AUC of an SVM trained on ``tr`` (ties: the earlier
-    operation). Returns the chosen operation indices in order and the dev AUC after each step."""
-    if len(np.unique(y[tr])) < 2 or len(np.unique(y[dv])) < 2:
-        raise ValueError("greedy_order needs both classes in the training and dev parts")
+    operation). Returns the chosen operation indices in order and the dev AUC after each step.
+    A dev part with one class only (a handful of photos, as in the smoke profile's inner folds)
+    cannot rank operations: the selection is then scored on the training part itself (in-sample,
+    optimistic; the demo and paper profiles never need it)."""
+    if len(np.unique(y[tr])) < 2:
+        raise ValueError("greedy_order needs both classes in the training part")
+    if len(np.unique(y[dv])) < 2:
+        dv = tr
     chosen, aucs = [], []
     for _ in range(min(k_max, len(out.op_names))):
         best = (-1.0, -1)

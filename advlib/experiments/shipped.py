@@ -39,6 +39,7 @@ from __future__ import annotations
 import hashlib
 from collections import Counter
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -48,6 +49,7 @@ from .. import detect, folds
 from ..detect.pipeline import Detector
 from ..runtime import progress as progress_bar
 from ..stats import clopper_pearson
+from ..store import write_json
 from .cost import KINDS, MAX_PASSES, STEPS, OpOutputs, subset_fitter
 from .protocol import OOF, Data, cross_validate
 
@@ -268,3 +270,35 @@ def nested_table(nested: Nested, calibration_name: str, *, n_boot: int = N_BOOT,
         m = nested_metrics(nested, subset=subset, n_boot=n_boot, seed=seed)
         rows.append({"scope": scope, **m})
     return pd.DataFrame(rows)
+
+
+def save_fold_detectors(d: Data, paper_oof: OOF, nested: Nested, out: OpOutputs, classifier: Any, folder: Path,
+                        *, paper: tuple[str, str] = ("diff", "all")) -> Path:
+    """The detectors of each outer fold, for attacks on photos they never saw (notebook 05).
+
+    Under ``folder`` (``data/<run>/models/folds``): ``fold<k>/paper`` (the paper's detector as
+    :func:`advlib.experiments.table5` fitted it on fold ``k``'s training part, its threshold the
+    one calibrated on that fold's dev part) and ``fold<k>/cheap`` (:func:`run_procedure` on fold
+    ``k``'s training photos: the shipped detector's recipe), both :class:`advlib.Detector` folders,
+    and ``folds.json``: the source photos of each fold's eval part. An image of fold ``k``'s eval
+    photos took part in neither detector's training, selection or calibration."""
+    folder = Path(folder)
+    kind, group = paper
+    listing = {}
+    for k, part in enumerate(d.parts):
+        fitted = paper_oof.models[k] if k < len(paper_oof.models) else None
+        if fitted is None or k >= len(nested.procedures):
+            continue
+        thr = paper_oof.calibrated[paper_oof.fold == k]
+        thr = float(thr[0]) if len(thr) and np.isfinite(thr[0]) else float(fitted.threshold)
+        Detector.from_estimator(classifier, fitted.model, feature=kind, ops=group, threshold=thr,
+                                meta={"fold": k, "protocol": d.protocol, "role": "paper detector of an outer fold"}
+                                ).save(folder / f"fold{k}" / "paper")
+        proc = nested.procedures[k]
+        Detector.from_estimator(classifier, proc.estimator, feature=proc.kind, ops=proc.ops, threshold=proc.threshold,
+                                meta={"fold": k, "protocol": d.protocol, "params": proc.params,
+                                      "role": "the shipped detector's procedure on an outer fold's training photos"}
+                                ).save(folder / f"fold{k}" / "cheap")
+        listing[str(k)] = sorted(set(d.groups[part.eval].tolist()))
+    write_json(listing, folder / "folds.json")
+    return folder

@@ -57,7 +57,9 @@ TABLES: dict[str, Table] = {
     "adaptive_surrogate_correlation": Table("05_adaptive", "the surrogate of the discrete features against the real ones",
                                             kind="json"),
     "table_adaptive": Table("05_adaptive", "adaptive attacks against every defence"),
-    "table_adaptive_breaking": Table("05_adaptive", "where each defence breaks"),
+    "table_adaptive_breaking": Table("05_adaptive", "where each defence breaks (by the intervals' lower bounds)"),
+    "table_adaptive_masking": Table("05_adaptive", "gradient-masking checks: gradient-free and transfer attacks"),
+    "table_adaptive_convergence": Table("05_adaptive", "convergence: steps and restarts"),
 }
 
 
