@@ -31,6 +31,7 @@ import torch
 from torch import nn
 
 from . import detect, features, ops as _ops
+from .models import classifier_name
 from .store import check_images, pixel_sha256
 
 #: Detectors shipped inside the package, one folder per classifier (written by ``make reproduce``).
@@ -64,12 +65,6 @@ def as_images(images: Any, name: str = "images") -> torch.Tensor:
     if not paths:
         return torch.empty(0, 3, data.SIZE, data.SIZE, dtype=torch.uint8)
     return torch.stack([data.load_image(p) for p in paths])
-
-
-def classifier_name(classifier: nn.Module) -> str:
-    """The name a classifier is saved under: its ``name`` attribute (``load_classifier`` and
-    ``wrap`` set it), else its class name."""
-    return getattr(classifier, "name", "") or type(classifier).__name__
 
 
 def data_sha256(images: torch.Tensor, labels: np.ndarray) -> str:
@@ -194,17 +189,21 @@ class Detector:
         return self.estimator_
 
     def score(self, images: Any) -> np.ndarray:
-        """P(adversarial) of each image, float (N,)."""
-        return detect.detector_scores(self._fitted(), self.features(images))
+        """P(adversarial) of each image, float64 (N,) (empty for no images)."""
+        return self.score_top5(images)[0]
 
     def score_top5(self, images: Any) -> tuple[np.ndarray, np.ndarray]:
         """``(score (N,), top5 (N, 5))``: :meth:`score` and the classifier's top-5 labels of each
-        image itself, from the same :attr:`passes` (no extra pass for the top-5)."""
-        X, top5 = self._features_top5(images)
-        return detect.detector_scores(self._fitted(), X), top5
+        image itself, from the same :attr:`passes` (no extra pass for the top-5); empty arrays
+        for no images."""
+        estimator, x = self._fitted(), as_images(images)
+        if not len(x):
+            return np.zeros(0), np.zeros((0, features.TOPK), dtype=np.int64)
+        X, top5 = self._features_top5(x)
+        return detect.detector_scores(estimator, X), top5
 
     def detect(self, images: Any) -> np.ndarray:
-        """bool (N,): score >= ``threshold``."""
+        """bool (N,): score >= ``threshold`` (empty for no images)."""
         return self.score(images) >= self.threshold
 
     def calibrate(self, normal_images: Any, fpr: float = 0.05) -> float:
