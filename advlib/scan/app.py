@@ -9,30 +9,51 @@ import time
 from pathlib import Path
 from typing import Sequence
 
+from ..config import torch_threads
+from ..runtime import THREADS_ENV, resolve_threads
 from . import UsageError
 from .files import check_writable, find_images
 from .help import scan_parser
-from .jobs import run_jobs
+from .jobs import run_jobs, usable_cpus
 from .merge import merge_reports, shard_report
 from .report import FORMATS, format_of, summary, write_report
+from .scanner import Interrupted, load_scanner, scan
 
-#: Torch threads of a scan when neither ``--threads`` nor ``ADVLIB_THREADS`` say (BENCHMARKS.md,
-#: "Scan threads": 1 thread was as fast as 2 on an idle 2-core machine and far faster on a busy one).
-DEFAULT_THREADS = 1
+#: OpenMP's waiting policy the command sets before torch starts (unless ``OMP_WAIT_POLICY`` is set):
+#: waiting threads sleep. With OpenMP's default they spin, and 2 threads on 2 shared cores scanned
+#: 0.19 img/s beside another torch job against 2.96 img/s passive (BENCHMARKS.md, "Scan threads").
+WAIT_POLICY = "PASSIVE"
+
+
+def passive_openmp() -> bool:
+    """Set ``OMP_WAIT_POLICY`` to :data:`WAIT_POLICY` unless set or torch is already loaded (then
+    too late: OpenMP read it); whether waiting threads sleep in this process."""
+    if "torch" not in sys.modules:
+        os.environ.setdefault("OMP_WAIT_POLICY", WAIT_POLICY)
+    return os.environ.get("OMP_WAIT_POLICY", "").strip().upper() == WAIT_POLICY
+
+
+def scan_threads(option: int | None, passive: bool) -> tuple[int, bool]:
+    """(torch threads, whether they were asked for): ``--threads``, else ``$ADVLIB_THREADS``
+    (0 = one per CPU this process may use), else one per CPU when OpenMP's waiting threads sleep
+    (``passive``), else 1 (BENCHMARKS.md, "Scan threads"). :class:`UsageError` for a bad value."""
+    if option is None and not os.environ.get(THREADS_ENV):
+        return (usable_cpus() if passive else 1), False
+    if option is not None and option < 0:
+        raise UsageError(f"--threads must be >= 0 (0 = one per CPU), got {option}")
+    try:
+        n = option if option is not None else resolve_threads(None)
+    except ValueError as e:
+        raise UsageError(str(e)) from e
+    return (n or usable_cpus()), True
 
 
 def _check(args: argparse.Namespace) -> None:
     """:class:`UsageError` for bad option values, before any work."""
-    from ..runtime import resolve_threads
-
     if args.batch_size < 0:
         raise UsageError(f"--batch-size must be >= 0 (0 = auto), got {args.batch_size}")
     if args.chunk < 0:
         raise UsageError(f"--chunk must be >= 0 (0 = the batch size), got {args.chunk}")
-    try:
-        args.threads = resolve_threads(args.threads) or DEFAULT_THREADS
-    except ValueError as e:
-        raise UsageError(f"--threads: {e}") from e
     if args.threshold is not None and not 0 <= args.threshold <= 1:
         raise UsageError(f"--threshold must be in [0, 1] (a probability), got {args.threshold}")
     if args.threshold is not None and args.fpr is not None:
@@ -44,12 +65,12 @@ def _check(args: argparse.Namespace) -> None:
         raise UsageError(f"--fpr must be in (0, 1), e.g. 0.05, got {args.fpr}")
     if args.calibration is not None and not os.path.isdir(args.calibration):
         raise UsageError(f"--calibration {args.calibration}: not a folder")
-    if args.shards < 1 or (args.shard is not None and not 0 <= args.shard < args.shards):
+    if args.shards < 1:
+        raise UsageError(f"--shards must be >= 1, got {args.shards}")
+    if args.shard is not None and not 0 <= args.shard < args.shards:
         raise UsageError(f"--shard must be in 0..{args.shards - 1} (--shards {args.shards}), got {args.shard}")
     if args.shard is not None and args.executor:
         raise UsageError("--shard runs one shard here; --executor runs all --shards as jobs: give one")
-    if args.executor and args.shards < 2:
-        raise UsageError("--executor runs the --shards as jobs: give --shards N (N >= 2)")
     if not args.merge and not args.paths:
         raise UsageError("give the PATHs to scan (or --merge REPORT...)")
     suffix = Path(args.out).suffix.lower().lstrip(".")
@@ -104,8 +125,7 @@ def main(argv: Sequence[str]) -> int:
     out = args.out
     try:
         _check(args)
-        # before torch starts OpenMP: waiting threads sleep instead of spinning on a shared machine
-        os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+        args.threads, args.threads_given = scan_threads(args.threads, passive_openmp())
         out = _outputs(args)
         if args.merge:
             return _merge(args)
@@ -120,8 +140,6 @@ def main(argv: Sequence[str]) -> int:
         print(f"advlib scan: error: {e}", file=sys.stderr)
         return 2
     except KeyboardInterrupt as e:
-        from .scanner import Interrupted
-
         saved = e.saved if isinstance(e, Interrupted) else 0
         print(f"\ninterrupted: {out} holds {saved} file(s); rerun the same command to resume" if saved else
               "\ninterrupted before any file was scanned: no report written", file=sys.stderr)
@@ -130,9 +148,6 @@ def main(argv: Sequence[str]) -> int:
 
 def _scan(args: argparse.Namespace, found, out: str) -> int:
     """One process: this machine scans every file (or ``--shard`` K's) into ``out``."""
-    from ..config import torch_threads
-    from .scanner import load_scanner, scan
-
     with torch_threads(args.threads):
         scanner = load_scanner(args.classifier, args.detector, args.device, args.batch_size, args.correct,
                                args.threshold, args.fpr, args.calibration)

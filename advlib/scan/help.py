@@ -60,9 +60,11 @@ shards: --shards N --shard K scans the files whose path hash (SHA-256 of the pat
   shard reports (same columns, detector and threshold, or an error; missing shards, duplicates and,
   with PATHs, files in no report are named). --executor runs the N shards as submitit jobs (SLURM
   job array, or local processes) and merges them into OUT: rerun the same command to resume.
-threads: torch threads per process, --threads, else $ADVLIB_THREADS, else 1 (BENCHMARKS.md: on 2
-  cores 1 thread was as fast as 2 when idle and much faster beside other work); OMP_WAIT_POLICY is
-  PASSIVE unless set.
+threads: torch threads per process: --threads, else $ADVLIB_THREADS, else one per CPU this process
+  may use. advlib scan sets OMP_WAIT_POLICY=PASSIVE unless it is set (waiting threads sleep): with
+  OpenMP's default they spin, and 2 threads beside another job on 2 cores ran 15x slower
+  (BENCHMARKS.md); when waiting threads spin (torch already loaded, or the variable set
+  otherwise) the default is 1 thread. Jobs of --executor local share this machine's CPUs.
 exit status: 0 all files read, 1 some could not be read (see the error column), a job failed or a
   merge is incomplete, 2 bad arguments (before any classifying), 130 interrupted."""
 
@@ -100,8 +102,8 @@ def scan_parser() -> argparse.ArgumentParser:
     g.add_argument("--chunk", type=int, default=0, metavar="N",
                    help="files read and classified together; the progress bar moves after each (default 0: the "
                         "batch size)")
-    g.add_argument("--threads", type=int, metavar="N", help="torch threads (default $ADVLIB_THREADS, else 1; 0 = one "
-                   "per core)")
+    g.add_argument("--threads", type=int, metavar="N", help="torch threads (default $ADVLIB_THREADS, else one per CPU; "
+                   "0 = one per CPU; see threads below)")
     g = p.add_argument_group("many files: shards, jobs, merge")
     g.add_argument("--shards", type=int, default=1, metavar="N", help="split the files into N shards by path hash")
     g.add_argument("--shard", type=int, metavar="K", help="scan shard K (0..N-1) only, into OUT's .shard-K-of-N report")

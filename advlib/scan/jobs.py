@@ -25,15 +25,20 @@ _PASSED = (("classifier", "--classifier"), ("detector", "--detector"), ("format"
            ("chunk", "--chunk"))
 
 
+def usable_cpus() -> int:
+    """The CPUs this process may run on (its affinity mask; ``os.cpu_count`` where there is none)."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+
+
 def job_threads(args: argparse.Namespace) -> int:
-    """Torch threads of each job: ``--threads``, else ``--cpus-per-job``, else on the local
-    executor the cores of this machine shared between the jobs (at least 1)."""
-    if args.threads:
+    """Torch threads of each job: ``--threads`` / ``$ADVLIB_THREADS`` when given, else
+    ``--cpus-per-job``, else on the local executor this machine's CPUs shared between the jobs
+    (at least 1), on SLURM 1."""
+    if args.threads_given:
         return args.threads
     if args.cpus_per_job:
         return args.cpus_per_job
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-    return max(1, cores // args.shards) if args.executor == "local" else 1
+    return max(1, usable_cpus() // args.shards) if args.executor == "local" else 1
 
 
 def shard_argv(args: argparse.Namespace, shard: int) -> list[str]:

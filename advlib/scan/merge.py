@@ -16,7 +16,7 @@ from .report import DETECTOR_COLUMN, load_rows
 SHARD_NAME = re.compile(r"\.shard-(\d+)-of-(\d+)$")
 
 
-def shard_report(out: str | os.PathLike, shard: int, shards: int) -> Path:
+def shard_report(out: str | os.PathLike, shard: int | str, shards: int) -> Path:
     """The report of shard ``shard`` of ``shards`` beside the merged report ``out``:
     ``<stem>.shard-<shard>-of-<shards><suffix>``."""
     p = Path(out)

@@ -11,6 +11,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Sequence
 
+# torch, numpy, PIL and the library's torch modules are imported inside the functions: the
+# command line imports this module, and ``advlib scan --help`` loads no torch.
 from . import UsageError
 from .files import Found, corrected_name, file_sha256, find_images, shard_of
 from .report import DETECTOR_COLUMN, read_report, report_columns, write_report
