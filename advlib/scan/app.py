@@ -21,7 +21,7 @@ from .scanner import Interrupted, load_scanner, scan
 
 #: OpenMP's waiting policy the command sets before torch starts (unless ``OMP_WAIT_POLICY`` is set):
 #: waiting threads sleep. With OpenMP's default they spin, and 2 threads on 2 shared cores scanned
-#: 0.19 img/s beside another torch job against 2.96 img/s passive (BENCHMARKS.md, "Scan threads").
+#: 0.19 img/s beside another torch job against 2.96 img/s passive (BENCHMARKS.md, ``scan threads``).
 WAIT_POLICY = "PASSIVE"
 
 
@@ -36,7 +36,7 @@ def passive_openmp() -> bool:
 def scan_threads(option: int | None, passive: bool) -> tuple[int, bool]:
     """(torch threads, whether they were asked for): ``--threads``, else ``$ADVLIB_THREADS``
     (0 = one per CPU this process may use), else one per CPU when OpenMP's waiting threads sleep
-    (``passive``), else 1 (BENCHMARKS.md, "Scan threads"). :class:`UsageError` for a bad value."""
+    (``passive``), else 1 (BENCHMARKS.md, ``scan threads``). :class:`UsageError` for a bad value."""
     if option is None and not os.environ.get(THREADS_ENV):
         return (usable_cpus() if passive else 1), False
     if option is not None and option < 0:
