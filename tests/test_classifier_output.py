@@ -5,7 +5,6 @@ interface that returns the wrong thing (a tuple, numpy, the first 10 logits, NaN
 
 import numpy as np
 import pytest
-import torch
 from torch import nn
 
 import advlib
