@@ -246,17 +246,22 @@ def make_scan_example(folder: Path) -> None:
 
 
 def test_readme_scan_example_with_the_shipped_detector(tmp_path, monkeypatch):
-    """The README's example table is what the shipped detector says (top-1, score to 3 decimals, flag)."""
+    """The README's example table is what the shipped detector says (top-1, score to 3 decimals, flag)
+    and what label correction votes for the flagged files (issue 24, item 8: PGD at the smallest
+    budget of its ladder, its original top-1 restored)."""
     import re
 
     monkeypatch.chdir(tmp_path)
     make_scan_example(Path("scan_example"))
-    assert cli.main(["scan", "scan_example", "--out", "scan_example.csv", "--device", "cpu", "--quiet"]) == 0
+    assert cli.main(["scan", "scan_example", "--out", "scan_example.csv", "--correct", "scan_example_fixed",
+                     "--device", "cpu", "--quiet"]) == 0
     got = {Path(r["path"]).relative_to("scan_example").as_posix(): r for r in _rows("scan_example.csv")}
     text = (config.ROOT / "README.md").read_text()
     section = text[text.index("## Scan a folder"):text.index("## Extending advlib")]
-    table = re.findall(r"^\| ((?:adversarial/)?\S+\.jpg) \| ([^|]+) \| ([0-9.]+) \| (True|False) \|", section, re.M)
+    table = re.findall(r"^\| ((?:adversarial/)?\S+\.jpg) \| ([^|]+) \| ([0-9.]+) \| (True|False) \| ([^|]*)\|",
+                       section, re.M)
     assert len(table) == len(got) == 12
-    for path, name, score, flag in table:
+    for path, name, score, flag, voted in table:
         row = got[path]
         assert (row["top1_name"], f"{float(row['score']):.3f}", row["flag"]) == (name.strip(), score, flag), path
+        assert voted.strip() == (f"{row['voted_label']} {row['voted_name']}" if row["voted_label"] else ""), path
