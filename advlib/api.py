@@ -18,7 +18,8 @@ from . import attacks as _attacks
 from . import correct as _correct
 from . import features, models
 from . import ops as _ops
-from .detect.pipeline import as_images, classifier_name
+from .detect.pipeline import as_images
+from .models import classifier_name
 
 __all__ = ["load_classifier", "wrap", "load_images", "predict_top5", "correct_labels", "correct_images", "attack"]
 

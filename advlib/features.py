@@ -21,6 +21,7 @@ from . import ops as _ops
 from .ops import VERSION
 from .runtime import numerics_id, tune_allocator
 from .runtime import progress as progress_bar
+from .models import check_logits, classifier_name, model_device
 from .store import check_images, pixel_sha256, save_tensors
 
 __all__ = ["top5_under_ops", "counting", "differences", "feature_matrix", "FEATURE_KINDS"]
@@ -46,13 +47,6 @@ def _check_ops(ops: list[str] | None) -> list[str]:
     if len(set(names)) != len(names):
         raise ValueError(f"ops contains duplicates: {names}")
     return names
-
-
-def _model_device(model: nn.Module) -> torch.device:
-    try:
-        return next(model.parameters()).device
-    except StopIteration:
-        return torch.device("cpu")
 
 
 def _version_buffers(n_images: int, height: int, width: int, ops: list[str], device: torch.device
@@ -114,12 +108,12 @@ def classify_groups(model: nn.Module, groups: dict, n_images: int, n_cols: int, 
     """Top-5 (n_images, n_cols, 5) of :func:`versions_by_size`'s groups, ``batch_size`` at a
     time, and with ``stats`` the (n_images, n_cols - 1, 2) :data:`STATS` of each operation."""
     out = torch.empty(n_images, n_cols, TOPK, dtype=torch.long)
-    probs = None
+    probs, name = None, classifier_name(model)
     for cols, stack in groups.values():
         labels, p = [], []
         for start in range(0, len(stack), batch_size):  # channels-last stacks stay channels-last
             batch = stack[start:start + batch_size].float().div_(255)
-            logits = model(batch)
+            logits = check_logits(model(batch), len(batch), name)
             labels.append(logits.topk(TOPK, dim=1).indices.cpu())
             if stats:
                 p.append(logits.float().softmax(1).cpu())
@@ -212,7 +206,7 @@ def outputs_under_ops(model: nn.Module, images: torch.Tensor, ops: list[str] | N
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
     names = _check_ops(ops)
-    device = torch.device(device) if device is not None else _model_device(model)
+    device = torch.device(device) if device is not None else model_device(model)
     if device.type == "cpu":
         tune_allocator()
     n = len(images)

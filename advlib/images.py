@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 import re
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 import torch
@@ -34,7 +35,25 @@ def _open(path: str | os.PathLike) -> Image.Image:
         im.load()
     except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as e:
         raise ImageReadError(f"{path}: cannot read image ({type(e).__name__}: {e})") from e
-    return im.convert("RGB")
+    return _eight_bit(im, path).convert("RGB")
+
+
+def _eight_bit(im: Image.Image, path: str | os.PathLike) -> Image.Image:
+    """16-bit greyscale (Pillow's modes ``I;16*``, and ``I`` holding 0..65535, as 16-bit PNG, TIFF
+    and PGM files open) as 8-bit ``L`` by the high byte, as Pillow reads 16-bit RGB files
+    (``convert`` would clip every value above 255 to white). Other modes as they are;
+    :class:`ImageReadError` for 32-bit float (``F``) or integer values beyond 16 bits, whose
+    range is not known."""
+    if im.mode.startswith("I;16") or im.mode == "I":
+        a = np.asarray(im).astype(np.int64)
+        if a.size and (a.min() < 0 or a.max() > 65535):
+            raise ImageReadError(f"{path}: cannot read image (32-bit integer pixels beyond 16 bits: convert it to "
+                                 "8 or 16 bits)")
+        return Image.fromarray((a >> 8).astype(np.uint8), "L")
+    if im.mode == "F":
+        raise ImageReadError(f"{path}: cannot read image (32-bit float pixels, range unknown: convert it to 8 or "
+                             "16 bits)")
+    return im
 
 
 def resize_crop(im: Image.Image, resize: int = RESIZE, size: int = SIZE, anchor: str = "center") -> Image.Image:
@@ -72,14 +91,37 @@ def load_image(path: str | os.PathLike, crop: str = "center256") -> torch.Tensor
     return _to_tensor(resize_crop(im, int(m.group(2)), SIZE, m.group(1)))
 
 
-def image_files(root: str | os.PathLike) -> list[str]:
+def image_files(root: str | os.PathLike,
+                on_skip: Callable[[str, str, OSError | None], None] | None = None) -> list[str]:
     """The image files under folder ``root``, recursively: suffixes of :data:`IMAGE_SUFFIXES`,
-    hidden files and folders skipped, sorted by path string."""
+    hidden files and folders skipped, symlinked folders not followed, sorted by path string.
+    ``on_skip(path, reason, error)`` hears of everything left out: ``reason`` ``"hidden"``,
+    ``"suffix"`` (a file without an image suffix), ``"symlinked folder"`` (``error`` None), or
+    ``"unreadable folder"`` with the ``OSError`` of a folder that could not be listed."""
+    def tell(path: str, reason: str, error: OSError | None = None) -> None:
+        if on_skip is not None:
+            on_skip(path, reason, error)
+
     files = []
-    for folder, dirs, names in os.walk(root):
-        dirs[:] = sorted(d for d in dirs if not d.startswith("."))
-        files += [os.path.join(folder, n) for n in names
-                  if not n.startswith(".") and Path(n).suffix.lower() in IMAGE_SUFFIXES]
+    for folder, dirs, names in os.walk(root, onerror=lambda e: tell(e.filename, "unreadable folder", e)):
+        keep = []
+        for d in sorted(dirs):
+            path = os.path.join(folder, d)
+            if d.startswith("."):
+                tell(path, "hidden")
+            elif os.path.islink(path):
+                tell(path, "symlinked folder")
+            else:
+                keep.append(d)
+        dirs[:] = keep
+        for n in names:
+            path = os.path.join(folder, n)
+            if n.startswith("."):
+                tell(path, "hidden")
+            elif Path(n).suffix.lower() in IMAGE_SUFFIXES:
+                files.append(path)
+            else:
+                tell(path, "suffix")
     return sorted(files)
 
 

@@ -12,6 +12,7 @@ features all work on plain RGB pixels. Weights are always read from local files:
 from __future__ import annotations
 
 import importlib
+import itertools
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -169,22 +170,26 @@ def load_classifier(name: str, device: str | torch.device = "cpu") -> PixelClass
 
 @torch.inference_mode()
 def predict_topk(model: nn.Module, images: torch.Tensor, k: int = 5, batch_size: int = 64) -> torch.Tensor:
-    """Top-k labels (N, k) of uint8 (N, 3, H, W) or float [0, 1] images, computed in batches."""
-    device = next(model.parameters()).device
+    """Top-k labels (N, k) of uint8 (N, 3, H, W) or float [0, 1] images, computed in batches
+    (outputs checked by :func:`check_logits`)."""
+    device, name = model_device(model), classifier_name(model)
     out = []
     for start in range(0, len(images), batch_size):
         x = images[start:start + batch_size].to(device)
         x = x.float() / 255 if x.dtype == torch.uint8 else x.float()
-        out.append(model(x).topk(k, dim=1).indices.cpu())
+        out.append(check_logits(model(x), len(x), name).topk(k, dim=1).indices.cpu())
     return torch.cat(out) if out else torch.empty(0, k, dtype=torch.long)
 
 
 @torch.no_grad()
 def top1_probability(model: nn.Module, images: torch.Tensor, batch_size: int = 64) -> np.ndarray:
-    """(N,) float64 softmax probability of each image's top-1 class (uint8 (N, 3, H, W) input)."""
-    device = next(model.parameters()).device
-    out = [model(images[s:s + batch_size].to(device).float() / 255).softmax(1).amax(1).double().cpu()
-           for s in range(0, len(images), batch_size)]
+    """(N,) float64 softmax probability of each image's top-1 class (uint8 (N, 3, H, W) input;
+    outputs checked by :func:`check_logits`)."""
+    device, name = model_device(model), classifier_name(model)
+    out = []
+    for s in range(0, len(images), batch_size):
+        x = images[s:s + batch_size].to(device).float() / 255
+        out.append(check_logits(model(x), len(x), name).softmax(1).amax(1).double().cpu())
     return torch.cat(out).numpy() if out else np.zeros(0)
 
 
@@ -192,3 +197,48 @@ def imagenet_class_names() -> list[str]:
     """The 1,000 ImageNet class names by label index (torchvision's list, the label order of
     every classifier of :data:`CLASSIFIERS`)."""
     return list(get_model_weights("resnet50")["IMAGENET1K_V1"].meta["categories"])
+
+
+#: Classes of every classifier's output: ImageNet's.
+N_CLASSES = 1000
+
+
+def classifier_name(classifier: nn.Module) -> str:
+    """The name a classifier is known by (in saved detectors and error messages): its ``name``
+    attribute (``load_classifier`` and ``advlib.wrap`` set it), else its class name."""
+    return getattr(classifier, "name", "") or type(classifier).__name__
+
+
+def model_device(model: nn.Module) -> torch.device:
+    """Where ``model`` runs: the device of its first parameter, else of its first buffer, else
+    the CPU (a module holding neither, e.g. one calling a function). ``TypeError`` when
+    ``model`` is not a ``torch.nn.Module``."""
+    if not isinstance(model, nn.Module):
+        raise TypeError(f"the classifier must be a torch.nn.Module taking float (B, 3, H, W) pixels in [0, 1], "
+                        f"got {type(model).__name__} (wrap a network with advlib.wrap)")
+    for tensor in itertools.chain(model.parameters(), model.buffers()):
+        return tensor.device
+    return torch.device("cpu")
+
+
+def check_logits(out: object, n_images: int, where: str) -> torch.Tensor:
+    """``out`` when it is what a classifier must return for ``n_images`` images: a floating-point
+    ``torch.Tensor`` of shape (n_images, :data:`N_CLASSES`) with finite values; else
+    ``ValueError`` naming ``where`` (the classifier) and what is wrong. The one check of a
+    classifier's output, wherever the library classifies."""
+    if not isinstance(out, torch.Tensor):
+        hint = (" (a network returning several outputs, e.g. (logits, aux), must be wrapped to return the logits "
+                "only)" if isinstance(out, (tuple, list, dict)) else "")
+        raise ValueError(f"classifier {where}: returned a {type(out).__name__}, expected a torch.Tensor of ImageNet "
+                         f"logits ({n_images}, {N_CLASSES}){hint}")
+    if tuple(out.shape) != (n_images, N_CLASSES):
+        raise ValueError(f"classifier {where}: returned shape {tuple(out.shape)} for {n_images} image(s), expected "
+                         f"({n_images}, {N_CLASSES}) ImageNet logits")
+    if not out.is_floating_point():
+        raise ValueError(f"classifier {where}: returned {str(out.dtype).replace('torch.', '')} values, expected "
+                         "floating-point logits")
+    finite = torch.isfinite(out).all(1)
+    if not bool(finite.all()):
+        raise ValueError(f"classifier {where}: returned NaN or infinite logits for {int((~finite).sum())} of "
+                         f"{n_images} image(s)")
+    return out

@@ -33,7 +33,7 @@ from torch import nn
 from .. import features
 from .. import ops as _ops
 from ..images import SIZE, load_image
-from ..models import load_classifier
+from ..models import classifier_name, load_classifier
 from ..pretrained import DIR as PRETRAINED_DIR
 from ..store import check_images, pixel_sha256
 from .metrics import calibrate_threshold, detector_scores
@@ -58,12 +58,6 @@ def as_images(images: Any, name: str = "images") -> torch.Tensor:
     if not paths:
         return torch.empty(0, 3, SIZE, SIZE, dtype=torch.uint8)
     return torch.stack([load_image(p) for p in paths])
-
-
-def classifier_name(classifier: nn.Module) -> str:
-    """The name a classifier is saved under: its ``name`` attribute (``load_classifier`` and
-    ``wrap`` set it), else its class name."""
-    return getattr(classifier, "name", "") or type(classifier).__name__
 
 
 def data_sha256(images: torch.Tensor, labels: np.ndarray) -> str:
@@ -188,17 +182,21 @@ class Detector:
         return self.estimator_
 
     def score(self, images: Any) -> np.ndarray:
-        """P(adversarial) of each image, float (N,)."""
-        return detector_scores(self.fitted_estimator(), self.features(images))
+        """P(adversarial) of each image, float64 (N,) (empty for no images)."""
+        return self.score_top5(images)[0]
 
     def score_top5(self, images: Any) -> tuple[np.ndarray, np.ndarray]:
         """``(score (N,), top5 (N, 5))``: :meth:`score` and the classifier's top-5 labels of each
-        image itself, from the same :attr:`passes` (no extra pass for the top-5)."""
-        X, top5 = self._features_top5(images)
-        return detector_scores(self.fitted_estimator(), X), top5
+        image itself, from the same :attr:`passes` (no extra pass for the top-5); empty arrays
+        for no images."""
+        estimator, x = self.fitted_estimator(), as_images(images)
+        if not len(x):
+            return np.zeros(0), np.zeros((0, features.TOPK), dtype=np.int64)
+        X, top5 = self._features_top5(x)
+        return detector_scores(estimator, X), top5
 
     def detect(self, images: Any) -> np.ndarray:
-        """bool (N,): score >= ``threshold``."""
+        """bool (N,): score >= ``threshold`` (empty for no images)."""
         return self.score(images) >= self.threshold
 
     def calibrate(self, normal_images: Any, fpr: float = 0.05) -> float:

@@ -1,9 +1,11 @@
-"""The scan report: its columns, reading an earlier one (resume), atomic rewrites, the closing summary."""
+"""The scan report: its columns, CSV and JSON (the same columns), reading an earlier one (resume),
+atomic rewrites, the closing summary."""
 
 from __future__ import annotations
 
 import csv
 import io
+import json
 import os
 import sys
 from pathlib import Path
@@ -11,11 +13,18 @@ from typing import Any, Iterable, Sequence
 
 from . import UsageError
 
-#: Report columns, in order. ``detector``: a fingerprint of the detector's ``detector.json``, so
-#: a resumed scan reuses only rows of the same detector.
-COLUMNS = ("path", "sha256", "top1", "top1_name", "score", "flag", "error")
+#: Report columns, in order. Values are kept as the CSV writes them (strings; "" when empty).
+COLUMNS = ("path", "sha256", "top1", "top1_name", "top1_prob", "score", "threshold", "flag", "warning", "error")
 CORRECT_COLUMNS = ("voted_label", "voted_name", "corrected_path", "corrected_qf")
+#: A fingerprint of the detector's ``detector.json``, so that a resumed scan reuses only rows of the same detector.
 DETECTOR_COLUMN = "detector"
+
+#: Report formats: CSV, or JSON (a list of one object per row, the same columns; numbers and
+#: booleans typed, empty values null).
+FORMATS = ("csv", "json")
+_INT = {"top1", "voted_label", "corrected_qf"}
+_FLOAT = {"top1_prob", "score", "threshold"}
+_BOOL = {"flag"}
 
 
 def report_columns(correct: bool) -> list[str]:
@@ -23,34 +32,85 @@ def report_columns(correct: bool) -> list[str]:
     return [*COLUMNS, *(CORRECT_COLUMNS if correct else ()), DETECTOR_COLUMN]
 
 
-def read_report(path: str | os.PathLike, columns: Sequence[str]) -> dict[str, dict[str, str]]:
+def format_of(path: str | os.PathLike, fmt: str | None = None) -> str:
+    """``fmt`` when given, else ``json`` for a ``.json`` path, else ``csv``."""
+    return fmt or ("json" if Path(path).suffix.lower() == ".json" else "csv")
+
+
+def _typed(column: str, value: Any) -> Any:
+    """A report value (string) as JSON writes it."""
+    if value == "" or value is None:
+        return None
+    if column in _INT:
+        return int(value)
+    if column in _FLOAT:
+        return float(value)
+    if column in _BOOL:
+        return str(value) == "True"
+    return str(value)
+
+
+def _untyped(value: Any) -> str:
+    """A JSON value back as the report keeps it (the CSV's text: ``repr`` of floats, True/False)."""
+    if value is None:
+        return ""
+    if isinstance(value, bool):
+        return str(value)
+    if isinstance(value, float):
+        return repr(value)
+    return str(value)
+
+
+def load_rows(path: str | os.PathLike, fmt: str | None = None) -> tuple[list[str], list[dict[str, str]]]:
+    """(columns, rows) of a report file, CSV or JSON (values as strings). :class:`UsageError`
+    naming the file when it cannot be read or is not a scan report (no path and sha256 columns)."""
+    p, fmt = Path(path), format_of(path, fmt)
+    try:
+        if fmt == "json":
+            data = json.loads(p.read_text())
+            if not isinstance(data, list) or not all(isinstance(r, dict) for r in data):
+                raise UsageError(f"{p}: not an advlib scan report (JSON: not a list of rows)")
+            header = list(data[0]) if data else ["path", "sha256"]
+            rows = [{k: _untyped(v) for k, v in r.items()} for r in data]
+        else:
+            with open(p, newline="") as f:
+                reader = csv.DictReader(f)
+                header = list(reader.fieldnames or [])
+                rows = list(reader)
+    except (OSError, UnicodeDecodeError, csv.Error, ValueError) as e:
+        if isinstance(e, UsageError):
+            raise
+        raise UsageError(f"{p}: cannot read the report ({type(e).__name__}: {e})") from e
+    if not {"path", "sha256"} <= set(header):
+        raise UsageError(f"{p}: not an advlib scan report (no path and sha256 columns)")
+    return header, rows
+
+
+def read_report(path: str | os.PathLike, columns: Sequence[str], fmt: str | None = None) -> dict[str, dict[str, str]]:
     """Rows of an earlier report at ``path`` by file path ({} when there is none, or when its
     columns differ from ``columns``: the scan then starts afresh). :class:`UsageError` when the
-    file is not a scan report (no path and sha256 columns), so that it is not overwritten."""
-    p = Path(path)
-    if not p.exists():
+    file is not a scan report, so that it is not overwritten."""
+    if not Path(path).exists():
         return {}
     try:
-        with open(p, newline="") as f:
-            reader = csv.DictReader(f)
-            header = reader.fieldnames or []
-            rows = list(reader)
-    except (OSError, UnicodeDecodeError, csv.Error) as e:
-        raise UsageError(f"--out {p}: cannot read the existing report ({e}); choose another --out") from e
-    if not {"path", "sha256"} <= set(header):
-        raise UsageError(f"--out {p} exists and is not an advlib scan report (no path and sha256 columns); "
-                         "choose another --out")
-    if list(header) != list(columns):
-        print(f"{p}: written with other options (columns {', '.join(header)}): scanning every file again",
+        header, rows = load_rows(path, fmt)
+    except UsageError as e:
+        raise UsageError(f"--out {e}; choose another --out") from e
+    if rows and list(header) != list(columns):
+        print(f"{path}: written with other options (columns {', '.join(header)}): scanning every file again",
               file=sys.stderr)
         return {}
     return {r["path"]: r for r in rows}
 
 
-def write_report(rows: Iterable[dict[str, Any]], path: str | os.PathLike, columns: Sequence[str]) -> Path:
-    """Write the report CSV atomically (:func:`advlib.store.atomic_write_bytes`)."""
-    from ..store import atomic_write_bytes
+def write_report(rows: Iterable[dict[str, Any]], path: str | os.PathLike, columns: Sequence[str],
+                 fmt: str | None = None) -> Path:
+    """Write the report atomically (:func:`advlib.store.atomic_write_bytes`), CSV or JSON."""
+    from ..store import atomic_write_bytes  # torch: not for --help
 
+    if format_of(path, fmt) == "json":
+        data = [{c: _typed(c, r.get(c, "")) for c in columns} for r in rows]
+        return atomic_write_bytes(path, (json.dumps(data, indent=1) + "\n").encode())
     buf = io.StringIO()
     w = csv.DictWriter(buf, fieldnames=list(columns), lineterminator="\n")
     w.writeheader()
@@ -58,15 +118,19 @@ def write_report(rows: Iterable[dict[str, Any]], path: str | os.PathLike, column
     return atomic_write_bytes(path, buf.getvalue().encode())
 
 
-def summary(rows: Sequence[dict[str, Any]], out: str | os.PathLike, threshold: float, skipped: int,
-            seconds: float, correct_dir: Path | None) -> str:
-    """The closing lines: files, flagged, unreadable, skipped (already in the report), time."""
-    flagged = [r for r in rows if str(r.get("flag")) == "True"]
+def summary(rows: Sequence[dict[str, Any]], out: str | os.PathLike, threshold: str, skipped: int,
+            seconds: float, correct_dir: Path | None = None, left_out: str = "") -> str:
+    """The closing lines: files, flagged (``threshold``: the threshold and where it comes
+    from), unreadable, with a warning, reused from the report, time; what the folders left out."""
+    flagged = sum(str(r.get("flag")) == "True" for r in rows)
     bad = [r for r in rows if r.get("error")]
-    lines = [f"{len(rows)} file(s): {len(flagged)} flagged as adversarial (score >= {threshold:.3g}), "
-             f"{len(bad)} unreadable, {skipped} already in the report (skipped); {seconds:.1f} s",
+    warned = sum(bool(r.get("warning")) for r in rows)
+    lines = [f"{len(rows)} file(s): {flagged} flagged as adversarial (score >= {threshold}), {len(bad)} unreadable, "
+             f"{warned} with a warning, {skipped} already in the report (skipped); {seconds:.1f} s",
              f"report: {out}"]
+    if left_out:
+        lines.append(f"left out of the folders: {left_out}")
     if correct_dir is not None:
         lines.append(f"corrected copies of the flagged files: {correct_dir}")
-    lines += [f"  unreadable: {r['path']}" for r in bad[:10]] + (["  ..."] if len(bad) > 10 else [])
+    lines += [f"  unreadable: {r['error']}" for r in bad[:10]] + (["  ..."] if len(bad) > 10 else [])
     return "\n".join(lines)
