@@ -27,7 +27,7 @@ from .cost import (MAX_PASSES, STEPS, OpOutputs, cheap_detector_dir, cost_curve,
                    meets_target, target_line)
 from .detection import (FINE_TUNING, RAW_CNN_TITLES, detection_rate_per_attack, final_feature_detector,
                         format_robustness, fpr_investigation, half_photo_partitions, image_detectors, raw_cnn,
-                        save_feature_detector, squeezing, table4, table5)
+                        save_feature_detector, ship_paper_detector, squeezing, table4, table5)
 from .protocol import (ALL_CIS, MAIN_FEATURE_DETECTORS, OOF, SCENARIOS, SETTINGS, Data, Fitted, Loaded, cross_validate,
                        feature_fitter, load, metric_row)
 from .shipped import (Nested, Procedure, nested_evaluation, nested_metrics, nested_table, run_procedure,

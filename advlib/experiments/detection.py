@@ -4,14 +4,15 @@ detector, the format-robustness check and the false-positive investigation."""
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Callable
+from typing import Any, Callable
 
 import numpy as np
 import pandas as pd
 import torch
 from scipy.stats import spearmanr
 
-from .. import detect, features, folds
+from .. import detect, features, folds, pretrained
+from ..detect.pipeline import Detector
 from ..runtime import progress as tqdm
 from ..store import decode_image, encode_image, write_csv
 from .protocol import (
@@ -312,3 +313,20 @@ def save_feature_detector(d: Data, o: OOF, name: str, kind: str, group: str, fol
                         "threshold": o.threshold, "calibrated_threshold": o.calibrated})
     write_csv(oof, folder / "oof_scores.csv")
     return info
+
+
+def ship_paper_detector(folder: Path, classifier: Any, run: str) -> Path | None:
+    """The paper's detector that :func:`save_feature_detector` saved in ``folder`` (the all-38
+    SVM, refitted on every image), as an :class:`advlib.Detector` of ``classifier``, shipped
+    inside the package (:func:`advlib.pretrained.ship_detector`: ``advlib scan --detector
+    paper``) by the demo run of efficientnet_lite0 only; returns the shipped folder (None for
+    other runs)."""
+    name = getattr(classifier, "name", "")
+    if run != "demo" or name != "efficientnet_lite0":
+        return None
+    meta = detect.read_meta(folder)
+    keep = {k: meta[k] for k in ("params", "target_fpr", "protocol", "oof", "run", "params_hash") if k in meta}
+    det = Detector.from_estimator(classifier, detect.load_detector(folder), feature=meta["feature"], ops=meta["group"],
+                                  threshold=meta["threshold"], meta=keep)
+    det.save(Path(folder) / "as_detector")
+    return pretrained.ship_detector(Path(folder) / "as_detector")

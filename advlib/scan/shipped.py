@@ -10,28 +10,17 @@ level deep so that the package data patterns of pyproject.toml ship it.
 
 from __future__ import annotations
 
-import json
-import os
 from pathlib import Path
 from typing import Any
 
-from ..pretrained import DIR, shipped_detectors
+from ..pretrained import DIR, PAPER, ship_detector, shipped_detectors, shipped_folder
 from . import UsageError
+
+__all__ = ["PAPER", "PRETRAINED_DIR", "describe_shipped", "detector_folder", "ship_detector",
+           "shipped_detectors", "shipped_folder"]  # the shipped folder's functions live in advlib.pretrained
 
 #: Detectors shipped inside the package (:data:`advlib.pretrained.DIR`; reading it loads no torch).
 PRETRAINED_DIR = DIR
-
-#: ``--detector`` value of the shipped all-38 paper detector, and its folder's suffix.
-PAPER = "paper"
-
-#: Files of a detector folder that ship (pyproject.toml's package data: ``*.json``, ``*.skops``, ``*.pt``).
-SHIPPED_SUFFIXES = (".json", ".skops", ".pt")
-
-
-def shipped_folder(classifier: str, kind: str | None = None) -> Path:
-    """Where the shipped detector of ``classifier`` lives: ``PRETRAINED_DIR/<classifier>`` (the
-    default), or ``PRETRAINED_DIR/<classifier>.<kind>`` (``kind`` ``"paper"``)."""
-    return PRETRAINED_DIR / (classifier if kind is None else f"{classifier}.{kind}")
 
 
 def detector_folder(classifier: str, detector: str | None) -> Path:
@@ -62,30 +51,6 @@ def detector_folder(classifier: str, detector: str | None) -> Path:
     what = "no paper (all-38) detector" if detector == PAPER else "no detector"
     raise UsageError(f"{what} ships with this advlib for classifier {classifier!r} ({folder}/detector.json missing; "
                      f"shipped: {shipped}). To get one: {how}")
-
-
-def ship_detector(source: str | os.PathLike, kind: str = PAPER) -> Path:
-    """Copy a detector folder written by :meth:`advlib.Detector.save` into the package as the
-    shipped ``kind`` detector of its classifier (:func:`shipped_folder`, e.g.
-    ``advlib/pretrained/efficientnet_lite0.paper/``), so that ``advlib scan --detector paper``
-    finds it. Copies ``detector.json`` (last) and the estimator's files (:data:`SHIPPED_SUFFIXES`),
-    each atomically. For ``kind`` ``"paper"`` it must be the paper's detector: all 38
-    operations (group ``all``) and the ``count`` or ``diff`` feature; else ``ValueError``."""
-    from ..store import atomic_write_bytes  # torch: kept out of --help
-
-    src = Path(source)
-    meta = json.loads((src / "detector.json").read_text()).get("meta", {})
-    classifier = meta.get("classifier")
-    if not classifier:
-        raise ValueError(f"{src}: detector.json names no classifier (save it with advlib.Detector.save())")
-    if kind == PAPER and (meta.get("group") != "all" or meta.get("feature") not in ("count", "diff")):
-        raise ValueError(f"{src}: not the paper's detector (group {meta.get('group')!r}, feature "
-                         f"{meta.get('feature')!r}; it needs group 'all' and feature 'count' or 'diff')")
-    dst = shipped_folder(classifier, kind)
-    files = sorted(f for f in src.iterdir() if f.suffix in SHIPPED_SUFFIXES and f.name != "detector.json")
-    for f in [*files, src / "detector.json"]:
-        atomic_write_bytes(dst / f.name, f.read_bytes())
-    return dst
 
 
 def _number(where: Any, key: str) -> float | None:
