@@ -94,6 +94,7 @@ def test_plot_saves_the_score_histogram(corpus, folder, tmp_path, capsys):
 def test_detector_paper_is_the_shipped_all_38_detector(corpus, classifier, tmp_path, monkeypatch, capsys):
     folder = corpus["folder"]
     monkeypatch.setattr(shipped, "PRETRAINED_DIR", tmp_path / "pretrained")
+    monkeypatch.setattr(advlib.pretrained, "DIR", tmp_path / "pretrained")  # where the shipped folder's functions look
     assert cli.main(["scan", str(folder), "--detector", "paper", "--out", str(tmp_path / "r.csv")]) == 2
     err = capsys.readouterr().err
     assert "no paper (all-38) detector ships with this advlib for classifier 'efficientnet_lite0'" in err
