@@ -270,11 +270,37 @@ def update_reference(profile: str, names: list[str] | None = None) -> list[Path]
     return written
 
 
+def record_drift(profile: str, setting: str, tables: Path, reference: Path, path: Path | None = None) -> pd.DataFrame:
+    """Add the drift of one setting to the measurement (:data:`DRIFT_FILE`): :func:`drift` of each
+    compared table in folder ``tables`` (a run under that setting: an emulated CPU, a thread
+    count, another machine) against the same table in ``reference`` (the reference run's folder).
+    A row already there for (profile, setting, table) is replaced. Returns the new rows."""
+    path = Path(path or DRIFT_FILE)
+    rows = []
+    for name in COMPARED:
+        a, b = Path(tables) / f"{name}.csv", Path(reference) / f"{name}.csv"
+        if a.exists() and b.exists():
+            rows.append({"profile": profile, "setting": setting, "table": name,
+                         **drift(name, pd.read_csv(a), pd.read_csv(b))})
+    new = pd.DataFrame(rows, columns=DRIFT_COLUMNS)
+    old = pd.read_csv(path) if path.exists() else pd.DataFrame(columns=DRIFT_COLUMNS)
+    keep = ~old.set_index(["profile", "setting", "table"]).index.isin(new.set_index(["profile", "setting", "table"]).index)
+    out = pd.concat([old[keep], new], ignore_index=True) if len(old) else new
+    write_csv(out, path)
+    return new
+
+
 def main(argv: list[str] | None = None) -> int:
-    """``python -m advlib.reproducibility check PROFILE`` | ``update-reference PROFILE``."""
+    """``python -m advlib.reproducibility check PROFILE`` | ``update-reference PROFILE`` |
+    ``record-drift PROFILE SETTING TABLES_DIR REFERENCE_DIR``."""
     args = sys.argv[1:] if argv is None else argv
+    if args[:1] == ["record-drift"] and len(args) == 5:
+        new = record_drift(args[1], args[2], Path(args[3]), Path(args[4]))
+        print(new.to_string(index=False) if len(new) else "no compared table in both folders")
+        return 0
     if len(args) != 2 or args[0] not in ("check", "update-reference"):
-        print("usage: python -m advlib.reproducibility {check,update-reference} PROFILE", file=sys.stderr)
+        print("usage: python -m advlib.reproducibility {check,update-reference} PROFILE | record-drift PROFILE "
+              "SETTING TABLES_DIR REFERENCE_DIR", file=sys.stderr)
         return 2
     if args[0] == "update-reference":
         for p in update_reference(args[1]):
