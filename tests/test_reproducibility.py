@@ -23,7 +23,9 @@ def test_the_committed_demo_tables_are_their_own_references():
 
 
 def test_tolerance_is_the_measured_drift_with_a_margin():
-    for profile, tables in rep.MEASURED_DRIFT.items():
+    measured = rep.measured_drift()
+    assert measured, f"no drift measurement in {rep.DRIFT_FILE}"
+    for profile, tables in measured.items():
         for name, drift in tables.items():
             images, auc = rep.allowed_images(profile, name)
             assert images >= drift["images"] * rep.MARGIN - 1e-9 and images >= 1
@@ -93,3 +95,22 @@ def test_check_reports_and_strict_raises(tmp_path, monkeypatch):
     assert rep.strict({**params, "strict_reference": True}) and not rep.strict(params)
     other = {**params, "seed": 1}
     assert "nothing to compare with" in rep.check(other)[0]
+
+
+def test_record_drift_adds_and_replaces_a_setting(tmp_path):
+    ours, ref = tmp_path / "ours", tmp_path / "ref"
+    ours.mkdir(), ref.mkdir()
+    t1 = _t1()
+    t1.to_csv(ref / "table1_attack_success.csv", index=False)
+    moved = t1.copy()
+    moved.loc[0, "success_saved"] += 2
+    moved.to_csv(ours / "table1_attack_success.csv", index=False)
+    drift = tmp_path / "drift.csv"
+    rows = rep.record_drift("demo", "a CPU", ours, ref, drift)
+    assert rows.iloc[0].max_images == 2 and rows.iloc[0].moved == 1
+    t1.to_csv(ours / "table1_attack_success.csv", index=False)
+    rep.record_drift("demo", "a CPU", ours, ref, drift)  # measured again: replaces the row
+    rep.record_drift("demo", "another CPU", ours, ref, drift)
+    table = pd.read_csv(drift)
+    assert len(table) == 2 and (table.max_images == 0).all()
+    assert rep.measured_drift(drift) == {"demo": {"table1_attack_success": {"images": 0.0, "auc": 0.0}}}
