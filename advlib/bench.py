@@ -23,6 +23,7 @@ and ours run under the same allocator settings.
 from __future__ import annotations
 
 import argparse
+import os
 import datetime as _dt
 import platform
 import time
@@ -30,7 +31,7 @@ import time
 import numpy as np
 import torch
 
-from . import features, ops
+from . import features, ops, runtime
 from .api import attack
 from .corpora import demo_items, read_images
 from .detect import FeatureSqueezing
@@ -69,6 +70,16 @@ def _ours(model, images: torch.Tensor, device: torch.device, workers: int, batch
     """Our feature extraction of ``images``, as a function of no arguments to time."""
     return lambda: features.top5_under_ops(model, images, batch_size=batch_size, device=device,
                                            workers=workers, progress=False)
+
+
+def _cpu_name() -> str:
+    try:
+        for line in open("/proc/cpuinfo"):
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
 
 
 def _device_name(device: torch.device) -> str:
@@ -150,6 +161,55 @@ def bench_scan(model, images: torch.Tensor, device: torch.device, workers: int, 
             "cheap_passes": cheap.passes, "scan_speedup": t_all / t_cheap, "squeeze_vs_cheap": t_cheap / t_sq}
 
 
+#: What one numerics process times: the attacks' unit of work (a forward and backward pass of the
+#: classifier on a batch of 4 photos) and notebook 02's (top5_under_ops, 39 forward passes).
+_NUMERICS_SCRIPT = """
+import json, sys, time
+import torch
+from advlib import corpora, features, models, runtime
+n, steps, threads = int(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3])
+torch.set_num_threads(threads)
+images, _, _ = corpora.read_images(corpora.demo_items(1)[:n])
+clf = models.load_classifier("efficientnet_lite0")
+x = (images[:4].float() / 255).requires_grad_(True)
+clf(x).sum().backward()  # warm-up
+t = time.perf_counter()
+for _ in range(steps):
+    torch.autograd.grad(clf(x).logsumexp(1).sum(), x)
+fb = (time.perf_counter() - t) / (steps * len(x))
+t = time.perf_counter()
+features.top5_under_ops(clf, images, batch_size=4, workers=threads, progress=False)
+feat = (time.perf_counter() - t) / len(images)
+print(json.dumps({"numerics": runtime.numerics_id(), "isa": runtime.torch_capability(), "fb": fb, "features": feat}))
+"""
+
+
+def bench_numerics(n: int, threads: int, repeat: int = REPEAT) -> dict[str, float]:
+    """Seconds per image of the attacks' unit of work and of the 39-pass features, pinned
+    (:data:`advlib.runtime.PINNED_ENV`) against native numerics, each in a fresh process (the pin
+    must be set before torch loads), ``repeat`` rounds interleaved, best kept."""
+    import json
+    import subprocess
+    import sys
+
+    best: dict[str, dict[str, float]] = {}
+    for _ in range(repeat):
+        for mode in ("native", "pinned"):
+            env = {k: v for k, v in os.environ.items() if k not in runtime.PINNED_ENV}
+            env.update(runtime.environment(mode, threads), ADVLIB_NUMERICS=mode, OMP_WAIT_POLICY="PASSIVE")
+            out = subprocess.run([sys.executable, "-c", _NUMERICS_SCRIPT, str(n), "8", str(threads)], env=env,
+                                 capture_output=True, text=True, check=True).stdout.strip().splitlines()[-1]
+            r = json.loads(out)
+            b = best.setdefault(mode, {"fb": np.inf, "features": np.inf})
+            b["fb"], b["features"] = min(b["fb"], r["fb"]), min(b["features"], r["features"])
+            b["isa"] = r["isa"]
+    return {"native_fb": best["native"]["fb"], "pinned_fb": best["pinned"]["fb"],
+            "native_features": best["native"]["features"], "pinned_features": best["pinned"]["features"],
+            "pin_cost_fb": best["pinned"]["fb"] / best["native"]["fb"],
+            "pin_cost_features": best["pinned"]["features"] / best["native"]["features"],
+            "native_isa": best["native"]["isa"], "pinned_isa": best["pinned"]["isa"]}
+
+
 def write_rows(rows: list[tuple[str, str]], device: str, threads: int, path=BENCHMARKS) -> None:
     """Add ``(figure, value)`` rows to the BENCHMARKS.md table, replacing a row of the same
     date, device, threads and figure."""
@@ -169,7 +229,7 @@ def write_rows(rows: list[tuple[str, str]], device: str, threads: int, path=BENC
 
 def main(argv: list[str] | None = None) -> dict[str, float]:
     parser = argparse.ArgumentParser(prog="advlib bench", description=__doc__.splitlines()[0])
-    parser.add_argument("what", choices=["ops", "features", "pipeline", "scan", "all"])
+    parser.add_argument("what", choices=["ops", "features", "pipeline", "scan", "numerics", "all"])
     parser.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
     parser.add_argument("--n", type=int, default=16, help="number of images (default 16)")
     parser.add_argument("--batch-size", type=int, default=0, help="classifier batch size (0 = auto: 4 on CPU, 128 on GPU)")
@@ -213,6 +273,14 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
         rows.append(("pipeline_speedup", f"{r['pipeline_speedup']:.2f} (ours {r['ours_ips']:.2f} img/s vs "
                                          f"authors' per-image loop {r['authors_ips']:.2f} img/s, "
                                          f"{args.classifier}, n={len(images)})"))
+    if args.what in ("numerics", "all") and device.type == "cpu":
+        r = bench_numerics(len(images), threads, repeat=args.repeat)
+        results.update({k: v for k, v in r.items() if isinstance(v, float)})
+        rows.append(("pin_cost", f"{r['pin_cost_fb']:.2f} attacks' forward+backward, {r['pin_cost_features']:.2f} "
+                                 f"features (pinned {r['pinned_isa']} {1000 * r['pinned_fb']:.0f} / "
+                                 f"{1000 * r['pinned_features']:.0f} ms per image vs native {r['native_isa']} "
+                                 f"{1000 * r['native_fb']:.0f} / {1000 * r['native_features']:.0f} ms; "
+                                 f"{_cpu_name()}, n={len(images)})"))
     if args.what in ("scan", "all"):
         r = bench_scan(model, images, device, workers, args.batch_size, args.classifier, repeat=args.repeat)
         results.update(r)

@@ -93,9 +93,11 @@ def test_paper_beside_our_tables_in_the_same_units():
                        "auc": [0.87, 0.5], "n_images": [284.0, 284.0], "n_photos": [83.0, 83.0]})
     b4 = paper.beside_table4(t4)
     assert list(b4.columns) == ["detector", "group", "feature", "accuracy_pct", "accuracy_pct_ci_low",
-                                "accuracy_pct_ci_high", "auc", "n_images", "n_photos", "paper_accuracy_pct"]
+                                "accuracy_pct_ci_high", "auc", "n_images", "n_photos", "paper_accuracy_pct",
+                                "paper_constant_accuracy_pct"]
     assert b4.accuracy_pct.tolist() == pytest.approx([84.5, 50.0]) and b4.auc.tolist() == [0.87, 0.5]
     assert b4.paper_accuracy_pct.tolist() == [94.20, 87.35] and b4.n_photos.dtype == np.int64
+    assert b4.paper_constant_accuracy_pct.tolist() == pytest.approx([100 * 3124 / 3724] * 2, abs=0.05)  # 83.9%
     t5 = pd.DataFrame({"scenario": "seen (combination)", "accuracy": [0.8, 0.7, 0.6], "eer": [0.2, 0.3, np.nan],
                        "detector": ["SVM - differences feature", "Feature squeezing (paper threshold 1.2128)",
                                     "EfficientNet-Lite0 (fine-tuning)"]})
