@@ -25,9 +25,16 @@ reproduce: venv
 check-profile: venv
 	$(VENV)/bin/advlib check-profile $(PROFILE)
 
-## Unit tests, then the five notebooks under nbval on the smoke profile (their parameters cells)
+# Another CPU kind for the numerically sensitive tests: every library capped at AVX2, one thread.
+OTHER_CPU := ONEDNN_MAX_CPU_ISA=AVX2 ATEN_CPU_CAPABILITY=avx2 MKL_ENABLE_INSTRUCTIONS=AVX2 \
+             OPENBLAS_CORETYPE=Haswell OMP_NUM_THREADS=1
+
+## The import layers, unit tests, the five notebooks under nbval on the smoke profile (their
+## parameters cells), then the `numerics` tests again as on another CPU
 test: venv clean-smoke
-	$(PY) -m pytest -p no:cacheprovider tests $(NOTEBOOKS) --nbval-lax --nbval-current-env
+	$(VENV)/bin/lint-imports
+	$(PY) -m pytest -p no:cacheprovider --durations=15 tests $(NOTEBOOKS) --nbval-lax --nbval-current-env
+	$(OTHER_CPU) $(PY) -m pytest -p no:cacheprovider -m numerics tests
 
 ## Speed figures (writes BENCHMARKS.md rows)
 bench: venv

@@ -23,8 +23,8 @@ and ours run under the same allocator settings.
 from __future__ import annotations
 
 import argparse
-import os
 import datetime as _dt
+import os
 import platform
 import time
 

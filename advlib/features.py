@@ -18,10 +18,10 @@ import torch
 from torch import nn
 
 from . import ops as _ops
+from .models import check_logits, classifier_name, model_device
 from .ops import VERSION
 from .runtime import numerics_id, tune_allocator
 from .runtime import progress as progress_bar
-from .models import check_logits, classifier_name, model_device
 from .store import check_images, pixel_sha256, save_tensors
 
 __all__ = ["top5_under_ops", "counting", "differences", "feature_matrix", "FEATURE_KINDS"]

@@ -211,6 +211,7 @@ def test_squeezers_match_evademl_references(real_set):
     assert 0 < (nlm.int() - real_set["images"][:1].int()).abs().float().mean() < 5
 
 
+@pytest.mark.numerics
 def test_feature_squeezing(real_set, classifier, tmp_path):
     images, y, split = real_set["images"], real_set["y"], real_set["split"]
     tr, te = split == "train", split == "eval"

@@ -37,6 +37,7 @@ def test_registry_order_and_groups():
     assert "scale_0.80" in repr(ops.OPERATIONS["scale_0.80"])
 
 
+@pytest.mark.numerics
 @pytest.mark.parametrize("backend", ["torch", "pillow"])
 @pytest.mark.parametrize("group", ["jpeg", "blur", "rotation", "scaling"])
 def test_batched_equals_pillow(photos, group, backend):
@@ -48,6 +49,7 @@ def test_batched_equals_pillow(photos, group, backend):
             assert int((out[k] != ref[k]).sum()) == 0, f"{name}: image {k} differs from Pillow"
 
 
+@pytest.mark.numerics
 @pytest.mark.parametrize("size", [(101, 67), (67, 130), (9, 5)])
 def test_odd_sizes_equal_pillow(photos, size):
     h, w = size
@@ -66,6 +68,7 @@ def test_shapes_dtypes_and_device(photos):
     assert ops.apply("scale_0.75", photos[:0]).shape == (0, 3, 168, 168)
 
 
+@pytest.mark.numerics
 def test_thread_pool_same_pixels(photos):
     for name in ("jpeg_30", "blur_3", "rotate_4", "scale_0.85"):
         assert torch.equal(ops.apply(name, photos, workers=2), ops.apply(name, photos, backend="torch")), name

@@ -9,8 +9,7 @@ import time
 from pathlib import Path
 from typing import Sequence
 
-from ..runtime import torch_threads
-from ..runtime import THREADS_ENV, resolve_threads
+from ..runtime import THREADS_ENV, resolve_threads, torch_threads
 from . import UsageError
 from .files import check_writable, find_images
 from .help import scan_parser

@@ -1,69 +1,39 @@
-"""Adaptive attacks against the paper's defences (notebook 05, beyond the paper).
-
-**The images.** ``adaptive_n`` normal images, one per source photo (full-size photos only when
-``adaptive_photos`` is ``full-size``: the shipped detector's domain), taken from the eval parts
-of the outer folds of notebook 03 in turn (:func:`pick_images`). An image of fold ``k`` is
-attacked through, and judged by, the detectors of fold ``k`` (:func:`load_defences`, saved by
-:func:`advlib.experiments.save_fold_detectors`), which never saw its photo in training,
-selection or calibration; feature squeezing's threshold is set on the other folds' normal
-images.
-
-**The attacks** (:data:`ATTACKS`) differ from the non-adaptive baseline ``pgd`` in what their
-``differs`` says and nothing else (same top-5 margin, steps, step size, random start, restarts:
-``adaptive_steps``, ``adaptive_restarts``), each with the attack strength chosen from the
-convergence study (:func:`convergence`). Every adversarial is saved as a JPEG quality-100 file
-(notebook 01's save path), read back, re-checked from the file, and judged by every defence on
-the file's pixels (:meth:`Defences.judge`):
-
-- detection: the paper's detector (SVM on the differences feature of all 38 operations), the
-  cheap detector (the shipped detector's procedure) and feature squeezing (threshold at
-  ``target_fpr``);
-- correction: label correction (is the reference label in the voted top-5 of the 26 JPEG and
-  scaling operations?) and image correction (in the top-5 after JPEG at the heuristic's ``min``
-  quality?);
-- the paper's two levels: a detector, then label correction of what it flags, the rest keeping
-  the classifier's answer (notebook 04's "detector + label correction"), with either detector.
-
-**The reading, fixed before the results.** An attack *defeats* a detector on an image when the
-image is adversarial after saving and not flagged; a correction, when the image is adversarial
-after saving and the correction does not bring the reference label back into the top-5; a
-pipeline, when its final top-5 lacks the reference label. Rates are over all attacked images,
-with exact (Clopper-Pearson) 95% intervals: the images are of distinct photos, so they are
-independent draws. A defence *breaks* at the smallest budget where the lower bound of an
-adaptive attack's defeat rate is at least :data:`BREAK_LEVEL` (50%); where no budget's lower
-bound clears it, the table says ``not shown``.
-
-Work is done in shards, one per (attack, budget, fold, strength), written atomically under the
-store's ``adaptive/`` folder with a key of everything they depend on: a rerun recomputes nothing
-and an interrupted run resumes.
-"""
+"""Notebook 05's attacks: the defences of each outer fold, the attacks of the sweep, its shards
+(keyed, atomic, resumable), the sweep and the convergence study, the images. The reading of
+their rows is in :mod:`advlib.experiments.adaptive_sweep.tables`."""
 
 from __future__ import annotations
 
 import io
 import json
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 import pandas as pd
 import torch
 
-from .. import attacks, correct, detect, features, models, ops, paths, profiles, runtime
-from ..attacks import adaptive
-from ..corpora import thumbnail_sources
-from ..dataset import read_table, save_dataset_image
-from ..detect import detector_scores
-from ..runtime import numerics_id
-from ..runtime import progress as tqdm
-from ..stats import clopper_pearson
-from ..store import atomic_write_bytes, pixel_sha256, write_csv
-from .correction import jpeg_top5
-
-#: The share of attacked images an adaptive attack must defeat (by its interval's lower bound)
-#: for a defence to count as broken.
-BREAK_LEVEL = 50.0
+from ... import (
+    attacks,
+    correct,
+    detect,
+    features,
+    models,
+    ops,
+    paths,
+    profiles,
+    runtime,
+)
+from ...attacks import adaptive
+from ...corpora import thumbnail_sources
+from ...dataset import read_table, save_dataset_image
+from ...detect import detector_scores
+from ...runtime import numerics_id
+from ...runtime import progress as tqdm
+from ...store import atomic_write_bytes, pixel_sha256, write_csv
+from ..correction import jpeg_top5
 
 #: Columns judged per image (bool): flagged by each detector, label restored by each correction,
 #: the final answer of each two-level pipeline correct.
@@ -299,18 +269,6 @@ def shard(job: Job, images: torch.Tensor, labels: np.ndarray, ids: list[str], d:
     return read_table(out)
 
 
-def loss_history(rows: pd.DataFrame, folder: Path) -> np.ndarray | None:
-    """The loss histories (steps + 1, n) saved beside the shards of ``rows``' images (None if any
-    is missing), in ``rows``' order of shards."""
-    parts = []
-    for path in dict.fromkeys(rows["shard"]):
-        npy = (Path(folder) / path).with_suffix(".npy")
-        if not npy.exists():
-            return None
-        parts.append(np.load(npy))
-    return np.concatenate(parts, axis=1) if parts else None
-
-
 def _run_jobs(jobs: list[Job], picks: dict[int, tuple], defences: dict[int, Defences], folder: Path, *, seed: int,
               batch_size: int, threads: int, progress: bool, desc: str, n: dict[str, int] | None = None,
               on_error: Callable | None = None) -> pd.DataFrame:
@@ -366,129 +324,7 @@ def sweep(pick: pd.DataFrame, images: torch.Tensor, defences: dict[int, Defences
                      progress=progress, desc="adaptive attacks", n=n, on_error=on_error)
 
 
-def _rate(k: int, n: int) -> tuple[float, float, float]:
-    lo, hi = clopper_pearson(k, n)
-    return (100 * k / n if n else np.nan), 100 * lo, 100 * hi
-
-
-def summary(rows: pd.DataFrame) -> pd.DataFrame:
-    """One row per (attack, budget, strength): success after saving and, per defence
-    (:data:`DEFENCES`), the share of attacked images it lets through (``defeats_*_pct`` with
-    Clopper-Pearson 95% bounds ``defeats_*_ci_low`` / ``_ci_high`` and the count
-    ``defeats_*_n``); detectors' flag rates (of all images: false positives for ``none``) and
-    detection rates among the successful adversarials; corrections' accuracy; median
-    perturbation; ``n_images`` (of distinct photos, so ``n_photos`` equals it) and what differs
-    from the baseline. The attacks' wall times stay in ``rows`` (``seconds_per_image``): a
-    recomputed table is the same file on any machine."""
-    out = []
-    for (name, eps, steps, restarts), g in rows.groupby(["attack", "eps_levels", "steps", "restarts"], sort=False):
-        s = g["success_saved"].astype(bool).to_numpy()
-        n = len(g)
-        spec = ATTACKS.get(name)
-        r = {"attack": name, "adaptive": bool(g["adaptive"].iloc[0]), "kind": g["kind"].iloc[0],
-             "target": ", ".join(spec.target) if spec else "-", "eps_levels": eps, "steps": steps,
-             "restarts": restarts, "n_images": n, "n_photos": int(g["image_id"].nunique()),
-             "n_folds": int(g["fold"].nunique())}
-        r["success_saved_pct"], r["success_saved_ci_low"], r["success_saved_ci_high"] = _rate(int(s.sum()), n)
-        r["median_linf"], r["median_l2"] = float(g["linf"].median()), float(g["l2"].median())
-        for col in DEFENCES:
-            ok = g[col].astype(bool).to_numpy()
-            if col in DETECTORS:
-                r[f"{col}_flagged_pct"] = 100 * ok.mean()
-                r[f"{col}_detects_pct"] = 100 * ok[s].mean() if s.any() else np.nan
-                defeated = s & ~ok
-            elif col in CORRECTIONS:
-                r[f"{col}_accuracy_pct"] = 100 * ok.mean()
-                defeated = s & ~ok
-            else:  # a pipeline: its final answer is wrong
-                r[f"{col}_accuracy_pct"] = 100 * ok.mean()
-                defeated = ~ok
-            k = int(defeated.sum())
-            r[f"defeats_{col}_n"] = k
-            r[f"defeats_{col}_pct"], r[f"defeats_{col}_ci_low"], r[f"defeats_{col}_ci_high"] = _rate(k, n)
-        r["differs_from_pgd"] = spec.differs if spec else "- (no attack)"
-        out.append(r)
-    return pd.DataFrame(out)
-
-
-def breaking_budget(table: pd.DataFrame, defence: str, attacks: list[str], level: float = BREAK_LEVEL) -> dict | None:
-    """The smallest budget (8-bit levels) at which one of ``attacks`` defeats ``defence`` with the
-    lower bound of its 95% interval at ``level`` % or more; the row's attack, count and interval
-    (None if no budget does)."""
-    col = f"defeats_{defence}"
-    hit = table[table["attack"].isin(attacks) & (table[f"{col}_ci_low"] >= level)]
-    if not len(hit):
-        return None
-    r = hit.sort_values(["eps_levels", f"{col}_ci_low"], ascending=[True, False]).iloc[0]
-    return {"eps": float(r.eps_levels), "attack": r.attack, "k": int(r[f"{col}_n"]), "n": int(r.n_images),
-            "pct": float(r[f"{col}_pct"]), "low": float(r[f"{col}_ci_low"]), "high": float(r[f"{col}_ci_high"])}
-
-
-def breaking_table(table: pd.DataFrame, level: float = BREAK_LEVEL, baseline: str = "pgd") -> pd.DataFrame:
-    """Per defence (:data:`DEFENCES`): where an adaptive attack breaks it (:func:`breaking_budget`
-    over the adaptive attacks of ``table``), where the non-adaptive ``baseline`` does, and, at
-    the smallest budget tried, the strongest adaptive attack with its interval. ``not shown``:
-    no budget's interval clears ``level``."""
-    adaptive_names = sorted(set(table.loc[table["adaptive"].astype(bool), "attack"]))
-    fmt = lambda b: "not shown" if b is None else f"{b['eps']:g}/255"  # noqa: E731
-    lines = []
-    smallest = table[table.attack != "none"].eps_levels.min()
-    for defence in DEFENCES:
-        a, b = breaking_budget(table, defence, adaptive_names, level), breaking_budget(table, defence, [baseline], level)
-        at = table[table.attack.isin(adaptive_names) & (table.eps_levels == smallest)]
-        best = at.sort_values(f"defeats_{defence}_ci_low").iloc[-1] if len(at) else None
-        lines.append({"defence": defence, "what": DEFENCE_NAMES[defence], "level_pct": level,
-                      "breaks_adaptive": fmt(a), "by": a["attack"] if a else "",
-                      "defeated": f"{a['k']}/{a['n']}" if a else "",
-                      "ci_low": round(a["low"], 1) if a else np.nan, "ci_high": round(a["high"], 1) if a else np.nan,
-                      "breaks_non_adaptive": fmt(b),
-                      "non_adaptive_defeated": f"{b['k']}/{b['n']}" if b else "",
-                      "at_smallest_eps": f"{smallest:g}/255",
-                      "strongest_at_smallest": best.attack if best is not None else "",
-                      "strongest_defeated": (f"{int(best[f'defeats_{defence}_n'])}/{int(best.n_images)}"
-                                             if best is not None else ""),
-                      "strongest_ci": (f"[{best[f'defeats_{defence}_ci_low']:.1f}, "
-                                       f"{best[f'defeats_{defence}_ci_high']:.1f}]" if best is not None else "")})
-    return pd.DataFrame(lines)
-
-
-def masking_checks(table: pd.DataFrame) -> pd.DataFrame:
-    """The gradient-masking checks: per defence and budget, the best gradient attack against the
-    best gradient-free and the best transfer attack (defeat rates with intervals), and whether
-    either beats the gradient attack (its interval's lower bound above the gradient attack's
-    upper bound: ``beats_gradient``) or merely exceeds its rate (``higher_rate``)."""
-    lines = []
-    t = table[table.attack != "none"]
-    for defence in DEFENCES:
-        col = f"defeats_{defence}"
-        for eps, g in t.groupby("eps_levels"):
-            grad = g[(g.kind == "gradient") & g.adaptive.astype(bool)]
-            if not len(grad):
-                continue
-            best = grad.sort_values(f"{col}_pct").iloc[-1]
-            for kind in ("gradient-free", "transfer"):
-                other = g[g.kind == kind]
-                if not len(other):
-                    continue
-                o = other.sort_values(f"{col}_pct").iloc[-1]
-                lines.append({"defence": defence, "eps_levels": eps, "check": kind, "gradient_attack": best.attack,
-                              "gradient_pct": best[f"{col}_pct"], "gradient_ci_low": best[f"{col}_ci_low"],
-                              "gradient_ci_high": best[f"{col}_ci_high"], "other_attack": o.attack,
-                              "other_pct": o[f"{col}_pct"], "other_ci_low": o[f"{col}_ci_low"],
-                              "other_ci_high": o[f"{col}_ci_high"],
-                              "higher_rate": bool(o[f"{col}_pct"] > best[f"{col}_pct"]),
-                              "beats_gradient": bool(o[f"{col}_ci_low"] > best[f"{col}_ci_high"]),
-                              "n_images": int(o.n_images)})
-    return pd.DataFrame(lines)
-
-
 # --------------------------------------------------------------------------- convergence
-
-#: The attack whose success each convergence run is judged by: its target defence column
-#: (``success``: fooled the classifier after saving).
-CONVERGENCE_TARGET = {"pgd": "success", "high_confidence": "label_correction", "eot_correction": "label_correction",
-                      "detector_cheap": "cheap_detector", "squeezing": "feature_squeezing",
-                      "pipeline": "pipeline_cheap", "detector_paper": "paper_detector"}
 
 
 def convergence(pick: pd.DataFrame, images: torch.Tensor, defences: dict[int, Defences], folder: Path, *,
@@ -507,39 +343,6 @@ def convergence(pick: pd.DataFrame, images: torch.Tensor, defences: dict[int, De
             for a in attacks for e in eps_levels for s, r in configs for k in picks]
     return _run_jobs(jobs, picks, defences, folder, seed=seed, batch_size=batch_size, threads=threads,
                      progress=progress, desc="convergence study")
-
-
-def convergence_table(rows: pd.DataFrame) -> pd.DataFrame:
-    """One row per (attack, budget, steps, restarts) of :func:`convergence`: the rate at which the
-    attack defeats its target (:data:`CONVERGENCE_TARGET`) with its interval, and success after
-    saving."""
-    out = []
-    for (name, eps, steps, restarts), g in rows.groupby(["attack", "eps_levels", "steps", "restarts"], sort=False):
-        s = g["success_saved"].astype(bool).to_numpy()
-        target = CONVERGENCE_TARGET.get(name, "success")
-        if target == "success":
-            defeated = s
-        elif target.startswith("pipeline"):
-            defeated = ~g[target].astype(bool).to_numpy()
-        else:
-            defeated = s & ~g[target].astype(bool).to_numpy()
-        pct, lo, hi = _rate(int(defeated.sum()), len(g))
-        out.append({"attack": name, "eps_levels": eps, "steps": steps, "restarts": restarts, "target": target,
-                    "n_images": len(g), "defeated": int(defeated.sum()), "defeated_pct": pct, "ci_low": lo,
-                    "ci_high": hi, "success_saved_pct": 100 * s.mean()})
-    return pd.DataFrame(out)
-
-
-def convergence_curves(rows: pd.DataFrame, folder: Path) -> dict[tuple[str, float], np.ndarray]:
-    """The loss histories (steps + 1, n) of the longest single-start run of each (attack, budget)."""
-    out = {}
-    single = rows[rows.restarts == 1]
-    for (name, eps), g in single.groupby(["attack", "eps_levels"], sort=False):
-        longest = g[g.steps == g.steps.max()]
-        h = loss_history(longest, folder)
-        if h is not None:
-            out[(name, float(eps))] = h
-    return out
 
 
 # --------------------------------------------------------------------------- images and defences
