@@ -95,3 +95,17 @@ def corpus(tmp_path_factory, classifier):
                 **{str(p): scores[N_TRAIN + i] for i, p in enumerate(adversarial)}}
     return {"root": root, "folder": folder, "detector": root / "detector", "det": det, "scores": expected,
             "originals": originals, "adversarial": adversarial, "bad": [folder / "corrupt.jpg", folder / "x.jpg"]}
+
+
+def pytest_collection_modifyitems(config, items):
+    """Tests marked ``after_notebooks`` (tests/test_smoke_outputs.py) check what the smoke
+    notebooks wrote: they run after the notebooks, and only in a session that runs them."""
+    after = [it for it in items if it.get_closest_marker("after_notebooks")]
+    if not after:
+        return
+    rest = [it for it in items if not it.get_closest_marker("after_notebooks")]
+    if any(str(it.fspath).endswith(".ipynb") for it in rest):
+        items[:] = rest + after
+    else:
+        config.hook.pytest_deselected(items=after)
+        items[:] = rest
