@@ -33,19 +33,20 @@ def _r(x) -> float:
 def test_table1_saving_claims():
     t = _csv("table1_attack_success").set_index("attack")
     assert (t.loc["deepfool", ["attacked", "success_raw", "success_saved"]].tolist() == [21, 21, 14])
-    assert t.loc["bim", "success_saved"] == t.loc["bim", "success_rounded"] + 1  # JPEG tipped one image over
+    for a in ("bim", "l2_iterative"):  # JPEG tipped one image over
+        assert t.loc[a, "success_saved"] == t.loc[a, "success_rounded"] + 1
     assert t.loc["jsma", "median_linf"] > 200
     others = t.drop(index="jsma").median_linf
-    assert others.min() >= 4 and others.max() <= 19
+    assert others.min() >= 5 and others.max() <= 18
 
 
 def test_table3_every_kept_adversarial_is_misclassified():
     t = _csv("table3_operation_effects")
     orig = t[t.op == "original"]
     adv, normal = orig[orig.kind != "normal"], orig[orig.kind == "normal"]
-    assert (adv.misclassified == adv.n).all() and adv.n.sum() == 201
+    assert (adv.misclassified == adv.n).all() and adv.n.sum() == 199
     assert (normal.misclassified == 0).all() and normal.n.sum() == 83
-    # README: operations move normal images (13% at JPEG 40, 16% at scale 1.25) and leave 23-39%
+    # README: operations move normal images (13% at JPEG 40, 16% at scale 1.25) and leave 23-41%
     # of the adversarial images misclassified under JPEG 80-40 and scaling
     t = t.assign(type=np.where(t.kind == "normal", "normal", "adversarial"))
     g = t.groupby(["type", "op"])[["misclassified", "n"]].sum()
@@ -53,14 +54,16 @@ def test_table3_every_kept_adversarial_is_misclassified():
     assert (pct["normal", "jpeg_40"], pct["normal", "scale_1.25"]) == (13.3, 15.7)
     shown = ["jpeg_80", "jpeg_60", "jpeg_40"] + [f"scale_{s}" for s in ("0.75", "0.85", "0.95", "1.05", "1.15", "1.25")]
     adv = pct["adversarial"][shown]
-    assert adv.min() == 23.4 and adv.max() == 38.8
+    assert adv.min() == 23.1 and adv.max() == 40.7
 
 
 def test_table4_range_and_constant_predictor():
     t = _csv("table4_detection_features")
-    assert (t.n_images == 284).all() and (t.n_photos == 83).all()
-    assert _pct(201 / 284) == 70.8
-    assert _r(t.accuracy_pct.min()) == 63.7 and _r(t.accuracy_pct.max()) == 84.9
+    assert (t.n_images == 282).all() and (t.n_photos == 83).all()
+    assert (_r(t.constant_accuracy_pct.iloc[0]), _pct(199 / 282)) == (70.6, 70.6)
+    assert _r(t.paper_constant_accuracy_pct.iloc[0]) == 83.9  # 3,124 of 3,724
+    assert _r(t.accuracy_pct.min()) == 64.2 and _r(t.accuracy_pct.max()) == 85.1
+    assert round(t.auc.max(), 3) == 0.879
     worst = t.loc[t.accuracy_pct.idxmin()]
     assert (worst.detector, worst.group, worst.feature) == ("lda", "all", "diff")
 
@@ -71,10 +74,13 @@ def test_table5_claims():
     feature = ["MLP - counting feature", "SVM - differences feature", "CNN - counting feature",
                "CNN - differences feature"]
     acc = seen.loc[feature, "accuracy_pct"]
-    assert _r(acc.min()) == 79.6 and _r(acc.max()) == 84.5
+    assert _r(acc.min()) == 80.1 and _r(acc.max()) == 84.4
     assert seen.loc[feature, "auc"].idxmax() == "SVM - differences feature"
-    assert round(seen.loc["SVM - differences feature", "auc"], 3) == 0.874
-    assert _r(seen.loc["EfficientNet-Lite0 (fine-tuning)", "accuracy_pct"]) == 69.7
+    assert round(seen.loc["SVM - differences feature", "auc"], 3) == 0.879
+    svm = seen.loc["SVM - differences feature"]
+    assert (_r(svm.eer_pct), svm.paper_eer_pct) == (20.5, 9.67)  # the README reads detection through EER
+    ft = seen.loc["EfficientNet-Lite0 (partial fine-tuning: last block and head)"]
+    assert (_r(ft.accuracy_pct), round(ft.auc, 3)) == (69.9, 0.757)
     assert not seen.degenerate.any()
     # non-targeted -> targeted generalises better than the reverse, for every feature detector
     by = t.set_index(["scenario", "detector"]).accuracy_pct
@@ -85,17 +91,17 @@ def test_table5_claims():
     nt, tn = t[t.scenario == "non-targeted -> targeted"], t[t.scenario == "targeted -> non-targeted"]
     assert nt.set_index("detector").auc.idxmax().startswith("Feature squeezing")
     assert tn.set_index("detector").auc.idxmin() == fs
-    # at 0.5, about 40% of unseen normal photos are flagged
-    assert all(38 <= seen.loc[d, "fpr_pct"] <= 45 for d in feature)
+    # at 0.5, 35-47% of unseen normal photos are flagged
+    assert all(34.9 <= seen.loc[d, "fpr_pct"] <= 47.0 for d in feature)
 
 
 def test_saved_detector_metadata():
     meta = json.loads((T / "detector_svm_diff_all.json").read_text())
     o = meta["oof"]
-    assert meta["target_fpr"] == 0.05 and round(meta["threshold"], 3) == 0.902
-    assert (_pct(o["fpr_calibrated"]), _pct(o["detection_rate_calibrated"])) == (4.8, 43.8)
-    assert (_pct(o["fpr"]), _pct(o["detection_rate"])) == (41.0, 95.0)
-    assert (o["n_images"], o["n_photos"]) == (284, 83)
+    assert meta["target_fpr"] == 0.05 and round(meta["threshold"], 3) == 0.892
+    assert (_pct(o["fpr_calibrated"]), _pct(o["detection_rate_calibrated"])) == (3.6, 44.2)
+    assert (_pct(o["fpr"]), _pct(o["detection_rate"])) == (37.3, 93.5)
+    assert (o["n_images"], o["n_photos"]) == (282, 83)
 
 
 def test_format_robustness_claims():
@@ -110,47 +116,47 @@ def test_format_robustness_claims():
 def test_fpr_investigation_claims():
     t = _csv("detection_fpr_investigation")
     allrows = t[t.subset == "all normal images"].set_index("lever")
-    assert _r(allrows.loc["paper recipe", "fpr_pct"]) == 41.0
-    assert _r(allrows.loc["class_weight balanced", "fpr_pct"]) == 39.8
-    assert round(allrows.loc["class_weight balanced", "auc"], 3) == 0.840
-    assert _r(allrows.loc["half the training photos", "fpr_pct"]) == 38.6
+    assert _r(allrows.loc["paper recipe", "fpr_pct"]) == 37.3
+    assert _r(allrows.loc["class_weight balanced", "fpr_pct"]) == 38.6
+    assert round(allrows.loc["class_weight balanced", "auc"], 3) == 0.853
+    assert _r(allrows.loc["half the training photos", "fpr_pct"]) == 39.8
     sub = t[t.lever == "paper recipe"].set_index("subset")
     low = [s for s in sub.index if s.startswith("top-1 probability <")][0]
     high = [s for s in sub.index if s.startswith("top-1 probability >=")][0]
-    assert low.endswith("0.32") and _r(sub.loc[low, "fpr_pct"]) == 73.2 and _r(sub.loc[high, "fpr_pct"]) == 9.5
-    assert _r(sub.loc["photos smaller than 224 px (upscaled thumbnails)", "fpr_pct"]) == 61.0
-    assert _r(sub.loc["photos of 224 px or more", "fpr_pct"]) == 21.4
+    assert low.endswith("0.32") and _r(sub.loc[low, "fpr_pct"]) == 68.3 and _r(sub.loc[high, "fpr_pct"]) == 7.1
+    assert _r(sub.loc["upscaled thumbnails (smaller than 224 px)", "fpr_pct"]) == 53.7
+    assert _r(sub.loc["full-size photos (224 px or more)", "fpr_pct"]) == 21.4
     rho = t.dropna(subset=["rho"]).rho.iloc[0]
-    assert round(rho, 2) == -0.71
+    assert round(rho, 2) == -0.73
 
 
 def test_correction_claims():
     lc = _csv("fig6_label_correction")
     s = lc.groupby(["op_set", "type"])[["correct", "n"]].sum()
     pct = (100 * s.correct / s.n).round(1)
-    assert pct["JPEG+scaling", "adversarial"] == 77.6 and pct["JPEG+scaling", "normal"] == 96.4
+    assert pct["JPEG+scaling", "adversarial"] == 77.4 and pct["JPEG+scaling", "normal"] == 96.4
     t6 = _csv("table6_image_correction").set_index("method")
     assert t6.loc["Heuristic - min", "reading"].startswith("top-5 match")
-    assert round(t6.loc["Heuristic - min", "adversarial_pct"], 1) == 75.1
+    assert round(t6.loc["Heuristic - min", "adversarial_pct"], 1) == 74.9
     assert round(t6.loc["Heuristic - min", "normal_pct"], 1) == 98.8
     top1 = t6.loc["Heuristic - min (top-1 match, paper's text (sensitivity))"]
-    assert (round(top1.adversarial_pct, 1), round(top1.normal_pct, 1)) == (67.7, 92.8)
+    assert (round(top1.adversarial_pct, 1), round(top1.normal_pct, 1)) == (66.3, 92.8)
     assert t6.loc["QF 50", "adversarial_pct"] > t6.loc["Heuristic - min", "adversarial_pct"]  # unlike the paper
     assert t6.loc["QF 50", "paper_adversarial_pct"] < t6.loc["Heuristic - min", "paper_adversarial_pct"]
     assert round(100 - t6.loc["QF 50", "normal_pct"]) == 12
     assert (t6[["fallback_normal", "fallback_adversarial"]] == 0).all().all()
     dae = t6.loc["Denoising autoencoder"]
-    assert (round(dae.adversarial_pct, 1), round(dae.normal_pct, 1)) == (7.0, 8.4)
+    assert (round(dae.adversarial_pct, 1), round(dae.normal_pct, 1)) == (6.0, 8.4)
     assert (dae.paper_adversarial_pct, dae.paper_normal_pct) == (49.81, 57.77)
 
 
 def test_pipeline_claims():
     p = _csv("correction_pipeline").set_index("pipeline")
-    assert round(p.flagged_pct.iloc[0], 1) == pytest.approx(32.4)
-    assert 35 <= p.loc["detector + label correction", "adversarial_pct"] <= 36
-    assert 35 <= p.loc["detector + image correction (heuristic-min)", "adversarial_pct"] <= 36
+    assert round(p.flagged_pct.iloc[0], 1) == pytest.approx(32.3)
+    assert 34 <= p.loc["detector + label correction", "adversarial_pct"] <= 35.5
+    assert 33.5 <= p.loc["detector + image correction (heuristic-min)", "adversarial_pct"] <= 35
     every = p.loc["label correction on every image"]
-    assert (round(every.adversarial_pct, 1), round(100 - every.normal_pct, 1)) == (77.6, 3.6)
+    assert (round(every.adversarial_pct, 1), round(100 - every.normal_pct, 1)) == (77.4, 3.6)
     assert np.isclose(p.loc["no defence", "adversarial_pct"], 0)
 
 
@@ -177,13 +183,18 @@ def test_what_disagrees_with_the_paper():
     q = _csv("fig8_corrected_quality").groupby("method")[["psnr", "ssim"]].mean()
     assert q.loc["QF 90", "psnr"] > q.loc["Heuristic - min", "psnr"] > q.loc["QF 80", "psnr"]
     assert q.loc["QF 90", "ssim"] > q.loc["Heuristic - min", "ssim"]
-    assert (round(q.loc["QF 90", "psnr"], 1), round(q.loc["Heuristic - min", "psnr"], 1)) == (39.6, 38.5)
-    # label correction: scaling alone harms fewer normal images than JPEG+scaling, and corrects fewer adversarial ones
+    assert (round(q.loc["QF 90", "psnr"], 1), round(q.loc["Heuristic - min", "psnr"], 1)) == (39.6, 38.4)
+    # label correction: scaling alone corrects fewer adversarial images (McNemar p < 0.05); that it harms
+    # fewer normal ones is not significant (README says so)
     lc = _csv("fig6_label_correction")
     s = lc.groupby(["op_set", "type"])[["correct", "n"]].sum()
     pct = (100 * s.correct / s.n).round(1)
     assert pct["scaling", "normal"] == 97.6 > pct["JPEG+scaling", "normal"]
-    assert pct["scaling", "adversarial"] == 70.6 < pct["JPEG+scaling", "adversarial"]
+    assert pct["scaling", "adversarial"] == 70.9 < pct["JPEG+scaling", "adversarial"]
+    tests = _csv("paired_tests").set_index("claim")
+    assert tests.loc["label correction restores adversarial images", "p"] < 0.05
+    assert tests.loc["label correction keeps normal images (harm = 100 - rate)", "p"] > 0.5
+    assert tests.loc["image correction of adversarial images (Table 6)", "p"] > 0.5  # QF 50 vs heuristic-min
 
 
 def test_tables_keep_one_unit_per_column():
@@ -219,7 +230,7 @@ def test_every_readme_statement_holds_on_the_committed_tables():
 def test_what_agrees_with_the_paper():
     t1 = _csv("table1_attack_success").set_index("attack")
     assert t1.drop(index="adef").success_saved_pct.idxmin() == "jsma"
-    assert (t1.loc["jsma", "success_saved"], t1.loc["jsma", "attacked"]) == (12, 20)
+    assert (t1.loc["jsma", "success_saved"], t1.loc["jsma", "attacked"]) == (13, 20)
     assert (t1.loc["adef", "success_saved"], t1.loc["adef", "attacked"]) == (19, 20)
     assert (round(t1.loc["jsma", "paper_success_pct_min"]), round(t1.loc["jsma", "paper_success_pct_max"])) == (7, 11)
     # Table 3, ours and the paper's ResNet-50 (its sets: 1,000 normal images; all attacks' successes together)
@@ -231,7 +242,7 @@ def test_what_agrees_with_the_paper():
     p = p.assign(type=np.where(p.set == "normal", "normal", "adversarial"))
     pg = p.groupby(["type", "op"])[["paper_misclassified", "paper_n"]].sum()
     theirs = (100 * pg.paper_misclassified / pg.paper_n).round(1)
-    assert (ours["adversarial", "jpeg_100"], theirs["adversarial", "jpeg_100"]) == (92.0, 98.2)
+    assert (ours["adversarial", "jpeg_100"], theirs["adversarial", "jpeg_100"]) == (94.0, 98.2)
     assert (ours["normal", "blur_3"], theirs["normal", "blur_3"]) == (27.7, 25.9)
     assert (theirs["normal", "jpeg_40"], theirs["normal", "scale_1.25"]) == (4.6, 2.9)
     shown = ["jpeg_80", "jpeg_60", "jpeg_40"] + [f"scale_{s}" for s in ("0.75", "0.85", "0.95", "1.05", "1.15", "1.25")]
@@ -246,32 +257,42 @@ def test_what_agrees_with_the_paper():
 
     ft = paper.TABLE5[paper.TABLE5.detector.str.contains("fine-tuning") & paper.TABLE5.scenario.str.startswith("seen")]
     assert (ft.accuracy.min(), ft.accuracy.max()) == (99.49, 99.60)
-    assert t5[t5.detector == "EfficientNet-Lite0 (fine-tuning)"].paper_accuracy_pct.isna().all()  # no counterpart
+    assert t5[t5.detector.str.startswith("EfficientNet-Lite0")].paper_accuracy_pct.isna().all()  # no counterpart
 
 
 def test_cheap_detection_claims():
-    """README "Cheap detection": the target met by the shipped configuration only; continuous
-    features above the paper's at every number of passes; the shipped detector is the demo's."""
+    """README "Cheap detection" and "The shipped detector": the target met by 2 of 25; continuous
+    features above the paper's at every number of passes; dev-calibrated thresholds miss 5%; the
+    shipped detector is the demo's and states its nested-evaluation rates."""
     t = _csv("detection_cost")
     sel = t[t.selected.astype(bool)]
-    shipped = t[t.shipped.eq(True)]  # True / False, empty on the reference rows
-    assert len(shipped) == 1 and shipped.feature.iloc[0] == "prob+shift" and shipped.passes.iloc[0] == 6
-    assert t[t.meets_target.eq(True)].index.tolist() == shipped.index.tolist()
-    all38 = t[(t.feature == "diff") & (t.passes == 39)].iloc[0]
-    assert (_r(all38.accuracy_pct), _r(shipped.accuracy_pct.iloc[0])) == (84.5, 85.6)
     assert sel.passes.max() <= 8 and len(sel) == 25
+    met = t[t.meets_target.eq(True)]
+    assert sorted(zip(met.feature, met.passes)) == [("shift", 6), ("shift", 8)]
+    all38 = t[(t.feature == "diff") & (t.passes == 39)].iloc[0]
+    assert _r(all38.accuracy_pct) == 84.4 and round(all38.auc, 3) == 0.879
     for kind in ("shift", "prob+shift"):  # higher AUC than the paper's diff feature at every size
         for passes, g in t[t.feature == kind].groupby("passes"):
             assert g.auc.iloc[0] > t[(t.feature == "diff") & (t.passes == passes)].auc.iloc[0], (kind, passes)
-    one_op = t[(t.feature == "shift") & (t.passes == 2)].iloc[0]
-    assert one_op.tpr_at_5fpr_pct > all38.tpr_at_5fpr_pct  # one operation beats all 38 at 5% FPR
+    assert t.loc[t.auc.idxmax(), ["feature", "passes"]].tolist() == ["shift", 39]
+    assert (sel.fpr_calibrated_pct > 5).sum() == 22 and _r(sel.fpr_calibrated_pct.max()) == 21.7
     squeeze = t[t.feature.str.startswith("feature squeezing")].iloc[0]
-    assert squeeze.passes == 4 and shipped.auc.iloc[0] > squeeze.auc
+    assert squeeze.passes == 4 and round(squeeze.auc, 3) == 0.794
     shipped_dir = paths.ROOT / "advlib" / "pretrained" / "efficientnet_lite0"
     meta = json.loads((shipped_dir / "detector.json").read_text())["meta"]
     assert meta == json.loads((T / "detector_cheap.json").read_text())  # the committed detector is the demo run's
-    assert meta["feature"] == "prob+shift" and meta["passes"] == 6 and meta["run"] == "demo"
-    assert _r(100 * meta["oof"]["auc"]) == _r(100 * shipped.auc.iloc[0])
+    assert (meta["feature"], meta["passes"], meta["run"], meta["calibration"]) == ("shift", 8, "demo", "full-size photos")
+    assert round(meta["threshold"], 3) == 0.761
+    o, full = meta["oof"], meta["oof_calibration_photos"]
+    assert (_pct(o["fpr"]), _pct(o["fpr_cp_low"]), _pct(o["fpr_cp_high"])) == (3.6, 0.8, 10.2)
+    assert (_pct(o["detection_rate"]), _pct(o["detection_rate_cp_low"]), _pct(o["detection_rate_cp_high"])) == \
+        (58.3, 51.1, 65.2)
+    assert (_pct(full["fpr"]), _pct(full["fpr_cp_high"]), _pct(full["detection_rate"])) == (4.8, 16.2, 72.5)
+    assert (o["n_photos"], full["n_photos"]) == (83, 42)
+    nested = _csv("detection_shipped_nested")
+    folds = nested[nested.scope.str.startswith("outer fold")]
+    assert len(folds) == 5 and folds.ops.nunique() == 5
+    assert (_r(folds.detection_rate_pct.min()), _r(folds.detection_rate_pct.max())) == (22.9, 76.9)
 
 
 def test_adaptive_attack_claims():
