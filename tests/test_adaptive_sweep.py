@@ -89,3 +89,12 @@ def test_every_attack_says_what_differs_and_targets_known_defences():
         assert spec.differs and set(spec.target) <= set(exp.DEFENCES), name
         assert spec.kind in ("gradient", "gradient-free", "transfer"), name
     assert not exp.ATTACKS["pgd"].adaptive and exp.ATTACKS["pipeline"].adaptive
+
+
+def test_masking_checks_without_a_check_keep_their_columns(tmp_path):
+    """A profile without gradient-free or transfer attacks (the demo) writes a table that reads back."""
+    grad = _rows("eot_correction", 4.0, [1, 1], {"label_correction": [0, 0]}, 2)
+    m = exp.masking_checks(exp.summary(grad))
+    assert m.empty and list(m.columns) == exp.tables.MASKING_COLUMNS
+    m.to_csv(tmp_path / "m.csv", index=False)
+    assert list(pd.read_csv(tmp_path / "m.csv").columns) == exp.tables.MASKING_COLUMNS

@@ -116,6 +116,12 @@ def breaking_table(table: pd.DataFrame, level: float = BREAK_LEVEL, baseline: st
     return pd.DataFrame(lines)
 
 
+#: Columns of :func:`masking_checks`.
+MASKING_COLUMNS = ["defence", "eps_levels", "check", "gradient_attack", "gradient_pct", "gradient_ci_low",
+                   "gradient_ci_high", "other_attack", "other_pct", "other_ci_low", "other_ci_high", "higher_rate",
+                   "beats_gradient", "n_images"]
+
+
 def masking_checks(table: pd.DataFrame) -> pd.DataFrame:
     """The gradient-masking checks: per defence and budget, the best gradient attack against the
     best gradient-free and the best transfer attack (defeat rates with intervals), and whether
@@ -143,7 +149,7 @@ def masking_checks(table: pd.DataFrame) -> pd.DataFrame:
                               "higher_rate": bool(o[f"{col}_pct"] > best[f"{col}_pct"]),
                               "beats_gradient": bool(o[f"{col}_ci_low"] > best[f"{col}_ci_high"]),
                               "n_images": int(o.n_images)})
-    return pd.DataFrame(lines)
+    return pd.DataFrame(lines, columns=MASKING_COLUMNS)  # the columns also when no check ran
 
 
 #: The attack whose success each convergence run is judged by: its target defence column
