@@ -170,11 +170,17 @@ def in_percent(table: pd.DataFrame) -> pd.DataFrame:
                     names[col] = f"{m}_pct{suffix}"
     for col, new in names.items():
         out[col] = 100 * pd.to_numeric(out[col])
+    return integer_counts(out).rename(columns=names)
+
+
+def integer_counts(table: pd.DataFrame) -> pd.DataFrame:
+    """The count columns (:data:`COUNT_COLUMNS`) of ``table`` as integers (nullable where missing)."""
+    out = table.copy()
     for col in COUNT_COLUMNS:
         if col in out.columns:
             v = pd.to_numeric(out[col])
             out[col] = v.astype("Int64") if v.isna().any() else v.round().astype(np.int64)
-    return out.rename(columns=names)
+    return out
 
 
 def beside_table1(t1: pd.DataFrame) -> pd.DataFrame:

@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from conftest import FLOAT32_ATOL
 
 import advlib
 from advlib import cli, corpora, images, models, paths, profiles, runtime, store
@@ -263,5 +264,7 @@ def test_readme_scan_example_with_the_shipped_detector(tmp_path, monkeypatch):
     assert len(table) == len(got) == 12
     for path, name, score, flag, voted in table:
         row = got[path]
-        assert (row["top1_name"], f"{float(row['score']):.3f}", row["flag"]) == (name.strip(), score, flag), path
+        # the README rounds to 3 decimals; float32 scores move by ~1e-6 between CPUs (FLOAT32_ATOL bounds it)
+        assert (row["top1_name"], row["flag"]) == (name.strip(), flag), path
+        assert abs(float(row["score"]) - float(score)) <= 5e-4 + FLOAT32_ATOL, path
         assert voted.strip() == (f"{row['voted_label']} {row['voted_name']}" if row["voted_label"] else ""), path

@@ -97,6 +97,6 @@ def update(name: str, result: pd.DataFrame, params: dict[str, Any], key: str = "
         old = pd.read_csv(out)
         if key in old.columns and key in new.columns:
             old = old[~old[key].isin(set(new[key]))]
-        new = pd.concat([old, new], ignore_index=True)
+        new = paper.integer_counts(pd.concat([old, new], ignore_index=True))  # rows without a count: empty
     write_csv(new, out)
     return new

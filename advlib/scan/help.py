@@ -19,8 +19,9 @@ def _description() -> str:
             "others resized to 256 and centre-cropped to 224. A detector reads the classifier's outputs before and "
             "after image processing operations (the paper's idea, Sect. 4) as the features of a trained estimator; "
             "its score is P(adversarial). The default detector shipped for a classifier is not the paper's: it uses "
-            "the prob+shift features (the probability of the image's top-1 label and the shift of the softmax "
-            "vector under each operation) of a few operations, chosen out of fold in notebook 03; "
+            "continuous features (prob: the probability of the image's top-1 label, shift: the shift of the "
+            "softmax vector, under each operation; its feature is named below) of a few operations, chosen by "
+            "the nested procedure of notebook 03; "
             f"--detector {PAPER} takes the paper's all-38 detector (the differences of the top-5 labels under all "
             "38 operations) where one ships.")
     paras = [textwrap.fill(text, 100)]
