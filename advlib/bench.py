@@ -24,8 +24,11 @@ from __future__ import annotations
 
 import argparse
 import datetime as _dt
+import json
 import os
 import platform
+import subprocess
+import sys
 import time
 
 import numpy as np
@@ -188,10 +191,6 @@ def bench_numerics(n: int, threads: int, repeat: int = REPEAT) -> dict[str, floa
     """Seconds per image of the attacks' unit of work and of the 39-pass features, pinned
     (:data:`advlib.runtime.PINNED_ENV`) against native numerics, each in a fresh process (the pin
     must be set before torch loads), ``repeat`` rounds interleaved, best kept."""
-    import json
-    import subprocess
-    import sys
-
     best: dict[str, dict[str, float]] = {}
     for _ in range(repeat):
         for mode in ("native", "pinned"):
