@@ -61,8 +61,10 @@ def test_percentages_are_allowed_the_same_images_of_their_n():
     ref = pd.read_csv(DEMO / f"{name}.csv")
     images, _ = rep.allowed_images("demo", name)
     rows = rep.compare(name, ref, ref, "demo").set_index(["row", "column"])
-    assert rows.loc[("QF 90", "normal_pct"), "allowed"] == pytest.approx(100 * images / 83)
-    assert rows.loc[("QF 90", "adversarial_pct"), "allowed"] == pytest.approx(100 * images / 201)
+    qf90 = ref.set_index("method").loc["QF 90"]
+    assert rows.loc[("QF 90", "normal_pct"), "allowed"] == pytest.approx(100 * images / qf90.n_normal)
+    assert rows.loc[("QF 90", "adversarial_pct"), "allowed"] == pytest.approx(100 * images / qf90.n_adversarial)
+    assert (qf90.n_normal, qf90.n_adversarial) == (83, 199)
 
 
 def test_check_reports_and_strict_raises(tmp_path, monkeypatch):
