@@ -44,6 +44,7 @@ def test_import_changes_no_global_state():
     subprocess.run([sys.executable, "-c", code], check=True, env={"PATH": "/usr/bin:/bin", "MPLBACKEND": "Agg"})
 
 
+@pytest.mark.slow
 def test_readme_snippet_runs_on_real_photos(paths, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     ns = {"paths": paths}

@@ -246,6 +246,7 @@ def make_scan_example(folder: Path) -> None:
         store.save_image(out.adversarial[i], folder / "adversarial" / f"pgd_{Path(photos[i]).stem}.jpg", quality=100)
 
 
+@pytest.mark.slow
 def test_readme_scan_example_with_the_shipped_detector(tmp_path, monkeypatch):
     """The README's example table is what the shipped detector says (top-1, score to 3 decimals, flag)
     and what label correction votes for the flagged files (issue 24, item 8: PGD at the smallest

@@ -63,6 +63,7 @@ def check_kept_images(model, root, manifest: pd.DataFrame) -> int:
     return len(adv)
 
 
+@pytest.mark.slow
 def test_build_resume_and_failures(params, tmp_path, model, monkeypatch):
     seeds = {}
     run_attack = attacks.run_attack
@@ -149,6 +150,7 @@ def test_build_resume_and_failures(params, tmp_path, model, monkeypatch):
         pd.testing.assert_frame_equal(out[key].reset_index(drop=True), again[key].reset_index(drop=True))
 
 
+@pytest.mark.slow
 def test_failed_shard_is_reported_and_others_go_on(params):
     params["attack_options"] = {"fgsm": {"no_such_option": 1}}
     out = dataset.build(_spec(params), progress=False)
@@ -182,6 +184,7 @@ def _run_files(params) -> dict[str, bytes]:
     return {f: (run / f).read_bytes() for f in ("attacked.csv", "attempts.csv", "manifest.csv")}
 
 
+@pytest.mark.slow
 def test_caches_know_their_parameters(params, monkeypatch):
     calls = _count_attacks(monkeypatch)
     dataset.build(_spec(params), progress=False)
@@ -214,6 +217,7 @@ def test_caches_know_their_parameters(params, monkeypatch):
     assert sorted(calls) == ["bim", "fgsm"] and len(out["attacked"]) == 4
 
 
+@pytest.mark.slow
 def test_killed_run_resumes_to_the_same_bytes(params, tmp_path, monkeypatch):
     dataset.build(_spec(params), progress=False)
     reference = _run_files(params)

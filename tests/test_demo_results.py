@@ -325,3 +325,26 @@ def test_adaptive_attack_claims():
     corr = json.loads((T / "adaptive_surrogate_correlation.json").read_text())
     assert (round(corr["normal images"]["pearson"], 2), round(corr["pgd adversarials, 4/255"]["pearson"], 2)) == \
         (0.86, 0.79)
+
+
+def test_adaptive_study_claims():
+    """README "The full adaptive study" (tables/adaptive/, params/adaptive.yaml)."""
+    A = paths.ROOT / "tables" / "adaptive"
+    t = pd.read_csv(A / "table_adaptive.csv").set_index(["attack", "eps_levels"])
+    assert (t.drop(index=[("detector_paper", 4.0)]).n_images == 24).all()
+    assert t.loc[("detector_paper", 4.0), "n_images"] == 5
+    b = pd.read_csv(A / "table_adaptive_breaking.csv").set_index("defence")
+    assert b.breaks_adaptive.isin(["1/255", "4/255"]).all()
+    assert tuple(b.loc[["label_correction", "image_correction"], "breaks_adaptive"]) == ("4/255", "4/255")
+    assert b.loc["cheap_detector", "breaks_non_adaptive"] == "not shown"
+    assert b.loc["feature_squeezing", "breaks_non_adaptive"] == "1/255"
+    # the sanity budget: every attack wins on its own target
+    assert t.loc[("pgd", 32.0), "success_saved_pct"] == 100
+    assert t.loc[("eot_correction", 32.0), "defeats_label_correction_pct"] == 100
+    assert t.loc[("detector_cheap", 32.0), "defeats_cheap_detector_pct"] == 100
+    # no check for masked gradients beats the best gradient attack
+    m = pd.read_csv(A / "table_adaptive_masking.csv")
+    assert len(m) and not m.beats_gradient.any() and not m.higher_rate.any()
+    c = pd.read_csv(A / "table_adaptive_convergence.csv").set_index(["attack", "eps_levels", "steps", "restarts"])
+    assert [int(c.loc[("eot_correction", 1.0, s, 1), "defeated"]) for s in (10, 50, 200)] == [1, 2, 2]
+    assert (c.xs(4.0, level="eps_levels").defeated == 4).all()

@@ -52,6 +52,7 @@ def test_top5_matches_one_op_at_a_time(classifier, photos, top5_all):
     assert (top5_all[:, 1 + names.index("jpeg_100"), 0] == top5_all[:, 0, 0]).all()
 
 
+@pytest.mark.slow
 @pytest.mark.numerics
 def test_chunks_reuse_buffers_same_labels(classifier, photos):
     # 3 images in chunks of 2: one full chunk (buffers reused) and a partial one (own buffers)
