@@ -75,16 +75,6 @@ def _ours(model, images: torch.Tensor, device: torch.device, workers: int, batch
                                            workers=workers, progress=False)
 
 
-def _cpu_name() -> str:
-    try:
-        for line in open("/proc/cpuinfo"):
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
-
-
 def _device_name(device: torch.device) -> str:
     if device.type == "cuda":
         return torch.cuda.get_device_name(device)
@@ -279,7 +269,7 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
                                  f"features (pinned {r['pinned_isa']} {1000 * r['pinned_fb']:.0f} / "
                                  f"{1000 * r['pinned_features']:.0f} ms per image vs native {r['native_isa']} "
                                  f"{1000 * r['native_fb']:.0f} / {1000 * r['native_features']:.0f} ms; "
-                                 f"{_cpu_name()}, n={len(images)})"))
+                                 f"{runtime.cpu_name()}, n={len(images)})"))
     if args.what in ("scan", "all"):
         r = bench_scan(model, images, device, workers, args.batch_size, args.classifier, repeat=args.repeat)
         results.update(r)

@@ -45,9 +45,7 @@ def summary(params: dict[str, Any], names: list[str]) -> str:
     CPU prints the same lines unless a table changed shape or moved beyond its tolerance."""
     import pandas as pd  # local: after the pin (pandas loads numpy)
 
-    from .report.tables import (
-        path,  # local: the report loads matplotlib and the registries (after the pin)
-    )
+    from .report.tables import path  # local: the report loads matplotlib and the registries (after the pin)
 
     report_file = profiles.out_dirs(params)["tables"] / "reproducibility.csv"
     report = pd.read_csv(report_file) if report_file.exists() else None

@@ -62,7 +62,6 @@ from ..store import check_images
 from .criteria import check_labels
 from .losses import (
     DetectorTerm,
-    check_jpeg,
     combined_loss,
     detector_term,
     squeezing_term,
@@ -107,7 +106,7 @@ def attack_correction(classifier: nn.Module, images: torch.Tensor, labels: Any, 
     names = _op_names(ops)
     if not (isinstance(eot, int) and eot >= 0):
         raise ValueError(f"eot must be an int >= 0 (operations drawn per step), got {eot!r}")
-    check_jpeg(jpeg)
+    _ops.check_jpeg_gradient(jpeg)
     eot = min(eot, len(names))
     name = "eot_pgd" if eot else "pgd"
     return run(name, classifier, images, labels, eps,

@@ -20,7 +20,7 @@ from ..store import quantize
 from .criteria import TOP_K
 from .pgd import ValueAndGrad, saved_pixels, top5_margin
 
-__all__ = ["DetectorTerm", "check_jpeg", "combined_loss", "detector_term", "squeezing_term"]
+__all__ = ["DetectorTerm", "combined_loss", "detector_term", "squeezing_term"]
 
 #: ``term(xs, logits)`` -> (loss (n,) to minimise, ``under`` (n,) bool: the real detector does not flag it)
 DetectorTerm = Callable[[torch.Tensor, torch.Tensor], tuple[torch.Tensor, torch.Tensor]]
@@ -90,11 +90,6 @@ def combined_loss(classifier: nn.Module, *, kappa: float = 0.0, names: Sequence[
     return make
 
 
-def check_jpeg(jpeg: str) -> None:
-    if jpeg not in _ops.JPEG_GRADIENTS:
-        raise ValueError(f"jpeg must be one of {_ops.JPEG_GRADIENTS}, got {jpeg!r}")
-
-
 def _clean_looking(detector: Any, soft: torch.Tensor) -> torch.Tensor:
     """Estimator-free detector loss (N,) in [0, 1] from :func:`detector_features`' ``soft``
     (N, d): how unlike a clean image's the features are. A clean image keeps its labels and its
@@ -128,7 +123,7 @@ def detector_term(classifier: nn.Module, detector: Any, *, det_margin: float = 1
         raise ValueError(f"detector_loss must be 'auto', 'estimator' or 'features', got {detector_loss!r}")
     if surrogate not in SURROGATES:
         raise ValueError(f"surrogate must be one of {SURROGATES}, got {surrogate!r}")
-    check_jpeg(jpeg)
+    _ops.check_jpeg_gradient(jpeg)
     est = detector.fitted_estimator()
     head = None
     if detector_loss != "features":

@@ -64,14 +64,7 @@ from .spec import (
                     shard_key,
                     shard_seed,
 )
-from .tables import (
-                    TABLE1_COLUMNS,
-                    check_one_format,
-                    per_strength,
-                    splits_table,
-                    table1,
-                    table2,
-)
+from .tables import TABLE1_COLUMNS, check_one_format, per_strength, splits_table, table1, table2
 
 __all__ = ["ATTEMPT_COLUMNS", "NORMAL_KEYS", "SPLITS", "TABLE1_COLUMNS", "VERSION", "DatasetSpec", "Shard",
            "assign_attacks", "assign_splits", "build", "build_normal", "candidate_items", "load_images",

@@ -21,68 +21,17 @@ Everything here is glue between the dataset manifest, the cached top-5 features 
 """
 
 from . import adaptive_sweep
-from .correction import (
-                         LABEL_CORRECTION_SETS,
-                         dae_correction,
-                         full_pipeline,
-                         jpeg_top5,
-                         label_correction_outcomes,
-                         label_correction_results,
-                         quality_after_correction,
-                         saved_detector_pipeline,
-                         table6,
-)
-from .cost import (
-                         MAX_PASSES,
-                         STEPS,
-                         OpOutputs,
-                         cheap_detector_dir,
-                         cost_curve,
-                         cost_table,
-                         greedy_order,
-                         meets_target,
-                         target_line,
-)
-from .detection import (
-                         FINE_TUNING,
-                         RAW_CNN_TITLES,
-                         detection_rate_per_attack,
-                         final_feature_detector,
-                         format_robustness,
-                         fpr_investigation,
-                         half_photo_partitions,
-                         image_detectors,
-                         raw_cnn,
-                         save_feature_detector,
-                         ship_paper_detector,
-                         squeezing,
-                         table4,
-                         table5,
-)
-from .protocol import (
-                         ALL_CIS,
-                         MAIN_FEATURE_DETECTORS,
-                         OOF,
-                         SCENARIOS,
-                         SETTINGS,
-                         Data,
-                         Fitted,
-                         Loaded,
-                         cross_validate,
-                         feature_fitter,
-                         load,
-                         metric_row,
-)
-from .shipped import (
-                         Nested,
-                         Procedure,
-                         nested_evaluation,
-                         nested_metrics,
-                         nested_table,
-                         run_procedure,
-                         save_fold_detectors,
-                         shipped_detector,
-)
+from .correction import (LABEL_CORRECTION_SETS, dae_correction, full_pipeline, jpeg_top5, label_correction_outcomes,
+                         label_correction_results, quality_after_correction, saved_detector_pipeline, table6)
+from .cost import (MAX_PASSES, STEPS, OpOutputs, cheap_detector_dir, cost_curve, cost_table, greedy_order,
+                   meets_target, target_line)
+from .detection import (FINE_TUNING, RAW_CNN_TITLES, detection_rate_per_attack, final_feature_detector,
+                        format_robustness, fpr_investigation, half_photo_partitions, image_detectors, raw_cnn,
+                        save_feature_detector, ship_paper_detector, squeezing, table4, table5)
+from .protocol import (ALL_CIS, MAIN_FEATURE_DETECTORS, OOF, SCENARIOS, SETTINGS, Data, Fitted, Loaded, cross_validate,
+                       feature_fitter, load, metric_row)
+from .shipped import (Nested, Procedure, nested_evaluation, nested_metrics, nested_table, run_procedure,
+                      save_fold_detectors, shipped_detector)
 from .subsets import paired_tests, photo_subsets, subsets_table
 
 __all__ = ["ALL_CIS", "Data", "FINE_TUNING", "Fitted", "LABEL_CORRECTION_SETS", "Loaded", "MAIN_FEATURE_DETECTORS",

@@ -28,6 +28,7 @@ upgrade breaks the equality.
 from .base import Operation, OperationGroup
 from .exactness import check_exactness
 from .jpeg import JPEG_GRADIENTS
+from .jpeg import check_gradient as check_jpeg_gradient
 from .registry import (
                        BACKENDS,
                        GROUPS,
@@ -47,5 +48,5 @@ from .registry import (
 )
 
 __all__ = ["Operation", "OperationGroup", "OPERATION_GROUPS", "OPERATIONS", "GROUPS", "VERSION", "BACKENDS",
-           "JPEG_GRADIENTS", "apply", "apply_many", "apply_pil", "check_exactness", "diff_op", "get", "output_size",
+           "JPEG_GRADIENTS", "apply", "check_jpeg_gradient", "apply_many", "apply_pil", "check_exactness", "diff_op", "get", "output_size",
            "register", "jpeg_name", "jpeg_qualities", "names_of"]

@@ -112,12 +112,17 @@ def _kornia_jpeg(x: torch.Tensor, quality: int) -> torch.Tensor:
     return jpeg_codec_differentiable(x, q)
 
 
+def check_gradient(gradient: str) -> None:
+    """ValueError unless ``gradient`` is one of :data:`JPEG_GRADIENTS` (callers check it before any work)."""
+    if gradient not in JPEG_GRADIENTS:
+        raise ValueError(f"jpeg must be one of {JPEG_GRADIENTS}, got {gradient!r}")
+
+
 def differentiable_jpeg(x: torch.Tensor, quality: float, gradient: str = "bpda") -> torch.Tensor:
     """JPEG at ``quality`` on float [0, 1] pixels (N, 3, H, W) with the gradient ``gradient``
     (:data:`JPEG_GRADIENTS`); on 8-bit input the forward pass is the exact JPEG except for
     ``"kornia"`` (an approximation, see the module docstring)."""
-    if gradient not in JPEG_GRADIENTS:
-        raise ValueError(f"jpeg must be one of {JPEG_GRADIENTS}, got {gradient!r}")
+    check_gradient(gradient)
     q = int(quality)
     if gradient == "bpda":
         return straight_through(x, exact_float(lambda u8: jpeg(u8, q), x))

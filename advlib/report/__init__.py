@@ -13,37 +13,12 @@ module changes no global state.
 - :mod:`.adaptive_sweep` (beyond the paper, notebook 05): detection and correction under adaptive attacks
 """
 
-from .adaptive_sweep import (
-                      fig_adaptive_convergence,
-                      fig_adaptive_correction,
-                      fig_adaptive_detection,
-)
-from .correction import (
-                      fig5_heuristic,
-                      fig6_label_correction,
-                      fig7_examples,
-                      fig8_quality,
-                      fig9_qf_histogram,
-)
+from .adaptive_sweep import fig_adaptive_convergence, fig_adaptive_correction, fig_adaptive_detection
+from .correction import fig5_heuristic, fig6_label_correction, fig7_examples, fig8_quality, fig9_qf_histogram
 from .dataset import fig3_psnr_ssim, fig_examples
-from .detection import (
-                      fig_detection_cost,
-                      fig_detection_per_attack,
-                      fig_format_robustness,
-                      fig_fpr_confidence,
-                      fig_roc,
-)
-from .effects import (
-                      GROUP_TITLES,
-                      TABLE3_OPS,
-                      fig4_operation_effects,
-                      fig_restored_heatmap,
-                      group_summary,
-                      op_axis,
-                      operation_effects,
-                      table3_counts,
-                      table3_percent,
-)
+from .detection import fig_detection_cost, fig_detection_per_attack, fig_format_robustness, fig_fpr_confidence, fig_roc
+from .effects import (GROUP_TITLES, TABLE3_OPS, fig4_operation_effects, fig_restored_heatmap, group_summary, op_axis,
+                      operation_effects, table3_counts, table3_percent)
 from .style import FORMATS, UNITS, SavedFigure, beside, save, styled, theme
 from .tables import TABLES
 from .tables import write as write_table

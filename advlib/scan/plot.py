@@ -17,9 +17,7 @@ def plot_scores(rows: Sequence[dict[str, Any]], threshold: float, path: str | os
     flagged and not flagged in two colours, with a line at ``threshold``; the format follows the
     suffix of ``path`` (png, pdf, svg). Written atomically with matplotlib's Agg canvas (no
     window, no change to matplotlib's backend)."""
-    from matplotlib.backends.backend_agg import (
-        FigureCanvasAgg,  # matplotlib: only with --plot
-    )
+    from matplotlib.backends.backend_agg import FigureCanvasAgg  # matplotlib: only with --plot
     from matplotlib.figure import Figure
 
     from ..store import atomic_write_bytes
