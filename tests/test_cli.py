@@ -265,7 +265,11 @@ def test_readme_scan_example_with_the_shipped_detector(tmp_path, monkeypatch):
     assert len(table) == len(got) == 12
     for path, name, score, flag, voted in table:
         row = got[path]
-        # the README rounds to 3 decimals; float32 scores move by ~1e-6 between CPUs (FLOAT32_ATOL bounds it)
         assert (row["top1_name"], row["flag"]) == (name.strip(), flag), path
-        assert abs(float(row["score"]) - float(score)) <= 5e-4 + FLOAT32_ATOL, path
+        if not path.startswith("adversarial/"):
+            # the shipped photos' pixels are fixed: the README rounds to 3 decimals and float32 scores
+            # move by ~1e-6 between CPUs (FLOAT32_ATOL bounds it). The PGD files are made afresh by the
+            # attack, whose trajectory follows the CPU's numerics (under an AVX2 cap their scores moved by
+            # 2e-3): for them the flag, top-1 and voted label are what the README states.
+            assert abs(float(row["score"]) - float(score)) <= 5e-4 + FLOAT32_ATOL, path
         assert voted.strip() == (f"{row['voted_label']} {row['voted_name']}" if row["voted_label"] else ""), path
