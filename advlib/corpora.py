@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import importlib.util
 import os
+import shutil
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Callable, Iterable
@@ -20,6 +21,7 @@ import pandas as pd
 import torch
 from PIL import Image
 
+from . import paths
 from .images import IMAGE_SUFFIXES, SIZE, ImageReadError, image_files, load_image
 from .runtime import progress as progress_bar
 from .store import pixel_sha256
@@ -194,6 +196,71 @@ def _foolbox(dataset: str) -> list[Photo]:
                   "foolbox", _FOOLBOX_LICENCE[dataset]) for f in files]
 
 
+#: The two layouts of an ImageNet validation folder that :func:`imagenet_items` reads.
+IMAGENET_LAYOUTS = ("classes", "flat")
+
+
+def imagenet_wnids() -> list[str]:
+    """The 1,000 ImageNet-1k WordNet ids in torchvision's class order (sorted), from the list timm
+    ships (``timm/data/_info/imagenet_synsets.txt``)."""
+    root = _package_dir("timm")
+    path = root / "data" / "_info" / "imagenet_synsets.txt" if root else None
+    if path is None or not path.exists():
+        raise FileNotFoundError("the ImageNet class list ships with timm (timm/data/_info/imagenet_synsets.txt): "
+                                "pip install timm")
+    wnids = path.read_text().split()
+    if len(wnids) != 1000 or wnids != sorted(wnids):
+        raise ValueError(f"{path}: expected 1000 sorted WordNet ids, got {len(wnids)}")
+    return wnids
+
+
+def write_imagenet_folder(dest: str | os.PathLike, layout: str = "classes") -> Path:
+    """Write an ImageNet validation folder (``layout`` ``"classes"`` or ``"flat"``, the two that
+    :func:`imagenet_items` reads) of the labelled ImageNet validation photos that ship inside
+    installed packages (foolbox's 20 samples, :func:`demo_photos`), byte-for-byte copies.
+
+    ``classes``: the 1,000 class sub-folders named by WordNet id (:func:`imagenet_wnids`; empty
+    where no photo has the class, so that a folder's sorted index is its label);
+    ``flat``: the files side by side with ``val.txt`` (``filename index`` lines). Both give the
+    same photos with the same labels. Idempotent: an existing complete folder is left as it is.
+    Returns ``dest``. (The rehearsal profile's ImageNet folder, ``advlib imagenet-folder``.)
+    """
+    if layout not in IMAGENET_LAYOUTS:
+        raise ValueError(f"layout must be one of {IMAGENET_LAYOUTS}, got {layout!r}")
+    dest = Path(dest)
+    photos = [p for p in _foolbox("imagenet") if p.label >= 0]
+    if not photos:
+        raise FileNotFoundError("no labelled ImageNet photos found: install foolbox (it ships 20 validation samples)")
+    done = dest / ".complete"
+    if done.exists():
+        return dest
+    tmp = dest.with_name(dest.name + ".partial")
+    if tmp.exists():
+        shutil.rmtree(tmp)
+    tmp.mkdir(parents=True)
+    wnids = imagenet_wnids()
+    lines = []
+    for p in photos:
+        name = f"{p.source_id}.JPEG"
+        if layout == "classes":
+            target = tmp / wnids[p.label] / name
+            target.parent.mkdir(exist_ok=True)
+        else:
+            target = tmp / name
+            lines.append(f"{name} {p.label}")
+        target.write_bytes(Path(p.path).read_bytes())
+    if layout == "classes":
+        for w in wnids:
+            (tmp / w).mkdir(exist_ok=True)
+    else:
+        (tmp / "val.txt").write_text("\n".join(lines) + "\n")
+    (tmp / ".complete").write_text(f"{len(photos)} photos, layout {layout}\n")
+    if dest.exists():
+        shutil.rmtree(dest)
+    tmp.rename(dest)
+    return dest
+
+
 def demo_photos() -> list[Photo]:
     """The real photographs shipped inside installed packages, in a fixed order.
 
@@ -298,5 +365,14 @@ def manifest(items: Iterable[Item], images: torch.Tensor, **columns) -> pd.DataF
 #: ``register_corpus("mine", lambda spec: folder_items("my_photos"))``.
 CORPORA: dict[str, Callable[[Any], list[Item]]] = {
     "demo": lambda spec: demo_items(spec.crops_per_photo),
-    "imagenet": lambda spec: imagenet_items(spec.imagenet_dir, spec.imagenet_labels),
+    "imagenet": lambda spec: imagenet_items(_imagenet_dir(spec), spec.imagenet_labels and paths.resolve(spec.imagenet_labels)),
 }
+
+
+def _imagenet_dir(spec: Any) -> Path:
+    """The spec's ImageNet folder (relative paths: to the repository root), written first from the
+    photos shipped in packages when the profile says so (``imagenet_build``) and it is missing."""
+    folder = paths.resolve(spec.imagenet_dir)
+    if getattr(spec, "imagenet_build", None):
+        write_imagenet_folder(folder, spec.imagenet_build)
+    return folder

@@ -13,6 +13,13 @@ PARAMS_DIR = ROOT / "params"
 IMAGENET_ENV = "ADVLIB_IMAGENET_DIR"
 
 
+def resolve(path: str | os.PathLike) -> Path:
+    """A path of a profile (``imagenet_dir``, ...): absolute as given, or relative to the repository
+    root (:data:`ROOT`), not to the working directory (notebooks run in ``notebooks/``)."""
+    p = Path(os.path.expanduser(str(path)))
+    return p if p.is_absolute() else ROOT / p
+
+
 def fingerprint(*parts: Any, length: int = 12) -> str:
     """A short hex digest of JSON-serialisable ``parts`` (dict keys sorted): the key of a cached
     artefact, computed from exactly the parameters (and code versions) it depends on."""

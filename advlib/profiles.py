@@ -30,6 +30,7 @@ SCHEMA: dict[str, tuple[Any, str]] = {
     "corpus": (str, "'demo' (photos shipped in packages) or 'imagenet' (validation folder)"),
     "imagenet_dir": (Union[str, None], f"ImageNet validation folder (or env {IMAGENET_ENV})"),
     "imagenet_labels": (Union[str, None], "flat-folder label file 'filename index' (optional)"),
+    "imagenet_build": (Union[str, None], "optional: 'classes' or 'flat': imagenet_dir is written (when missing) in that layout from the labelled ImageNet photos shipped in packages (advlib imagenet-folder; the rehearsal profile)"),
     "n_candidates": (int, "images read per classifier before the top-5 selection"),
     "n_normal": (int, "normal images kept per classifier"),
     "crops_per_photo": (int, "distinct 224x224 crops taken from each demo photo"),
@@ -81,7 +82,7 @@ SCHEMA: dict[str, tuple[Any, str]] = {
 
 #: Keys a profile may leave out, with their defaults.
 OPTIONAL: dict[str, Any] = {"attack_options": {}, "detector_grids": {}, "threads": 0, "numerics": "pinned",
-                            "strict_reference": False,
+                            "strict_reference": False, "imagenet_build": None,
                             "extends": None, "notebooks": [],
                             "adaptive_n": 24, "adaptive_photos": "all", "adaptive_eps": [1, 2, 4, 8],
                             "adaptive_attacks": {"pgd": None, "eot_correction": None, "detector_cheap": None},
@@ -189,8 +190,12 @@ def validate(params: dict[str, Any], source: str = "<parameters>") -> dict[str, 
                 f"{source}: key 'imagenet_dir' is empty and {IMAGENET_ENV} is not set: "
                 "point it at an ImageNet validation folder (see README, 'Paper profile')"
             )
+    if out["imagenet_build"] not in (None, "classes", "flat"):
+        raise ProfileError(f"{source}: key 'imagenet_build' must be null, 'classes' or 'flat', got {out['imagenet_build']!r}")
     for key in PATH_KEYS:
-        if out.get(key) and not Path(out[key]).exists():
+        if key == "imagenet_dir" and out["imagenet_build"]:
+            continue  # written by the dataset stage when missing
+        if out.get(key) and not paths.resolve(out[key]).exists():
             raise ProfileError(f"{source}: key '{key}': path does not exist: {out[key]}")
     if out["save_format"] not in ("jpeg", "png"):
         raise ProfileError(f"{source}: key 'save_format' must be 'jpeg' or 'png'")

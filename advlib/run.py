@@ -114,15 +114,15 @@ def missing_inputs(profile: str, overrides: dict[str, Any] | None = None) -> lis
         path, line = check(name)
         if line:
             lines.setdefault(str(path or line), line)
-    if raw.get("corpus") == "imagenet":
+    if raw.get("corpus") == "imagenet" and not raw.get("imagenet_build"):
         folder = raw.get("imagenet_dir") or os.environ.get(paths.IMAGENET_ENV)
         if not folder:
             lines["imagenet_dir"] = (f"ImageNet validation folder: set imagenet_dir in the profile or "
                                      f"export {paths.IMAGENET_ENV}")
-        elif not Path(folder).is_dir():
+        elif not paths.resolve(folder).is_dir():
             lines["imagenet_dir"] = f"ImageNet validation folder: {folder} does not exist"
         labels = raw.get("imagenet_labels")
-        if labels and not Path(labels).exists():
+        if labels and not paths.resolve(labels).exists():
             lines["imagenet_labels"] = f"ImageNet label file (imagenet_labels): {labels} does not exist"
     base = raw.get("extends")
     if isinstance(base, str) and "05_adaptive" in (raw.get("notebooks") or NOTEBOOKS):

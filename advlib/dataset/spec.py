@@ -43,6 +43,7 @@ class DatasetSpec:
     corpus: str = "demo"
     imagenet_dir: str | None = None
     imagenet_labels: str | None = None
+    imagenet_build: str | None = None
     n_candidates: int = 100
     n_normal: int = 100
     crops_per_photo: int = 1
