@@ -56,12 +56,19 @@ def cmd_reproduce(argv: Sequence[str]) -> int:
                         "any x86 CPU; native: fastest)")
     p.add_argument("--threads", type=int, metavar="N", help="torch threads of every notebook (default: the profile's "
                    "threads; 0 = one per core)")
+    p.add_argument("--executor", choices=["local", "slurm"],
+                   help="notebook 01's attack shards and notebook 02's feature passes as submitit jobs: local "
+                        "subprocesses or SLURM job arrays (profile key executor; submitit parameters: --set "
+                        "executor_options='{timeout_min: 240, slurm_partition: gpu, gpus_per_node: 1}'); the "
+                        "tables are the same and go to the same folders")
     p.add_argument("--no-progress", action="store_true", help="no status line")
     args = p.parse_intermixed_args(argv)
     try:
         overrides = dict(run.parse_set(kv) for kv in args.set)
     except ValueError as e:
         p.error(str(e))
+    if args.executor:
+        overrides["executor"] = args.executor
     from .runtime import NUMERICS_ENV, THREADS_ENV
 
     if args.numerics:

@@ -168,6 +168,17 @@ def _load_cache(folder: Path, ops: list[str]) -> tuple[dict[str, torch.Tensor], 
     return rows, stats
 
 
+def missing_from_cache(images: torch.Tensor, ops: list[str] | None, cache_dir: str | os.PathLike, classifier: str,
+                       batch_size: int, stats: bool = False) -> list[int]:
+    """Indices of ``images`` whose outputs under ``ops`` are not in the cache that
+    :func:`outputs_under_ops` would read with these arguments (on this process's thread count
+    and numerics): what is left to compute."""
+    names = _check_ops(ops)
+    rows, stat_rows = _load_cache(_cache_folder(cache_dir, classifier, names, batch_size), names)
+    return [i for i, im in enumerate(images)
+            if (h := pixel_sha256(im)) not in rows or (stats and h not in stat_rows)]
+
+
 def top5_under_ops(model: nn.Module, images: torch.Tensor, ops: list[str] | None = None, **kwargs) -> torch.Tensor:
     """Top-5 labels of every image before and after every operation: LongTensor (N, 1 + len(ops),
     5), as :func:`outputs_under_ops` (same keyword arguments and cache) without the stats."""

@@ -77,12 +77,15 @@ SCHEMA: dict[str, tuple[Any, str]] = {
     "adaptive_queries": (int, "notebook 05: queries per image of the Square (gradient-free) attacks"),
     "adaptive_convergence": (dict, "notebook 05: the convergence study {n, eps, steps: [..], restarts, attacks: [..]} ({} = none)"),
     "extends": (Union[str, None], "optional: a profile whose keys this one takes (its own replace them) and whose run's data and models it reads (params/adaptive.yaml: the demo's)"),
+    "executor": (Union[str, None], "optional: null (everything in this process), 'local' or 'slurm': notebook 01's attack shards and notebook 02's feature passes as submitit jobs (advlib reproduce --executor); not part of the run's name"),
+    "executor_options": (dict, "optional: submitit parameters of those jobs, e.g. {timeout_min: 240, slurm_partition: gpu, gpus_per_node: 1, cpus_per_task: 8}"),
     "notebooks": (list[str], "optional: the notebooks 'advlib reproduce' runs for this profile (default: all five)"),
 }
 
 #: Keys a profile may leave out, with their defaults.
 OPTIONAL: dict[str, Any] = {"attack_options": {}, "detector_grids": {}, "threads": 0, "numerics": "pinned",
                             "strict_reference": False, "imagenet_build": None,
+                            "executor": None, "executor_options": {},
                             "extends": None, "notebooks": [],
                             "adaptive_n": 24, "adaptive_photos": "all", "adaptive_eps": [1, 2, 4, 8],
                             "adaptive_attacks": {"pgd": None, "eot_correction": None, "detector_cheap": None},
@@ -190,6 +193,8 @@ def validate(params: dict[str, Any], source: str = "<parameters>") -> dict[str, 
                 f"{source}: key 'imagenet_dir' is empty and {IMAGENET_ENV} is not set: "
                 "point it at an ImageNet validation folder (see README, 'Paper profile')"
             )
+    if out["executor"] not in (None, "local", "slurm"):
+        raise ProfileError(f"{source}: key 'executor' must be null, 'local' or 'slurm', got {out['executor']!r}")
     if out["imagenet_build"] not in (None, "classes", "flat"):
         raise ProfileError(f"{source}: key 'imagenet_build' must be null, 'classes' or 'flat', got {out['imagenet_build']!r}")
     for key in PATH_KEYS:
@@ -322,7 +327,12 @@ def params_hash(params: dict[str, Any], ignore_prefix: str = "adaptive_") -> str
     of notebook 05, which runs after the training) are left out, and so are ``extends`` and
     ``notebooks`` (which say how a profile is run, not what it computes)."""
     return fingerprint({k: v for k, v in params.items()
-                        if not k.startswith(ignore_prefix) and k not in ("extends", "notebooks")})
+                        if not k.startswith(ignore_prefix) and k not in ("extends", "notebooks") + HOW_KEYS})
+
+
+#: Keys that say where the work runs, not what it computes: left out of :func:`params_hash` and
+#: :func:`run_name` (a run through SLURM writes the same tables as one in this process).
+HOW_KEYS = ("executor", "executor_options")
 
 
 def run_name(params: dict[str, Any]) -> str:
@@ -335,7 +345,8 @@ def run_name(params: dict[str, Any]) -> str:
     if not path.exists():
         return name
     base = load_profile(path, check=False)
-    diff = {k: params.get(k) for k in sorted(set(base) | set(params)) if params.get(k) != base.get(k)}
+    diff = {k: params.get(k) for k in sorted(set(base) | set(params))
+            if params.get(k) != base.get(k) and k not in HOW_KEYS}
     return name if not diff else f"{name}-{fingerprint(diff, length=8)}"
 
 

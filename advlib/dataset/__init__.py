@@ -64,10 +64,10 @@ from .spec import (
                     shard_key,
                     shard_seed,
 )
-from .tables import TABLE1_COLUMNS, check_one_format, per_strength, splits_table, table1, table2
+from .tables import TABLE1_COLUMNS, check_one_format, per_strength, splits_table, table1, table1_by_classifier, table2
 
 __all__ = ["ATTEMPT_COLUMNS", "NORMAL_KEYS", "SPLITS", "TABLE1_COLUMNS", "VERSION", "DatasetSpec", "Shard",
            "assign_attacks", "assign_splits", "build", "build_normal", "candidate_items", "load_images",
            "load_manifest", "normal_key", "normal_table_path", "plan_shards", "read_table", "run_shard",
-           "save_dataset_image", "shard_key", "shard_seed", "table1", "table2", "under_ops", "check_one_format",
+           "save_dataset_image", "shard_key", "shard_seed", "table1", "table1_by_classifier", "table2", "under_ops", "check_one_format",
            "per_strength", "splits_table"]

@@ -11,7 +11,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from .. import attacks, corpora, features, models, ops, runtime
+from .. import attacks, cluster, corpora, features, models, ops, runtime
 from ..images import SIZE, load_image, psnr_ssim
 from ..store import as_saved, image_format, pixel_sha256, save_image, write_csv
 from .spec import (
@@ -210,12 +210,10 @@ def build(spec: DatasetSpec, executor: Any = None, progress: bool = True) -> dic
     todo = [s for s in shards if not s.path(root).exists()]
     print(f"{len(shards)} shards, {len(shards) - len(todo)} already done, {len(todo)} to run")
     if executor is not None:
-        jobs = [(s, executor.submit(run_shard, spec, s)) for s in todo]
-        for s, job in runtime.progress(jobs, desc="attack shards", disable=not progress):
-            try:
-                job.result()
-            except Exception as e:  # noqa: BLE001 - a failed shard must not stop the others
-                failures.append({"shard": str(s.path(root).relative_to(root)), "error": repr(e)})
+        with executor.batch():  # one SLURM job array
+            jobs = [(str(s.path(root).relative_to(root)), executor.submit(run_shard, spec, s)) for s in todo]
+        print(f"{len(jobs)} attack shard job(s) submitted (logs: {executor.folder})")
+        failures += [{"shard": f["job"], "error": f["error"]} for f in cluster.wait(jobs, progress, "attack shards")]
     else:
         for s in runtime.progress(todo, desc="attack shards", disable=not progress):
             try:
@@ -251,18 +249,61 @@ def load_manifest(spec: DatasetSpec) -> pd.DataFrame:
     return read_table(path)
 
 
-def under_ops(spec: DatasetSpec, manifest: pd.DataFrame, *, stats: bool = False, progress: bool = True
-              ) -> tuple[np.ndarray, np.ndarray | None, list[str]]:
+def feature_job(spec: DatasetSpec, classifier: str, rel_paths: list[str], op_names: list[str], stats: bool,
+                threads: int) -> int:
+    """A job of :func:`under_ops` with an executor: the top-5 (and ``stats``) of ``classifier`` under
+    ``op_names`` for the images at ``rel_paths`` (relative to ``spec.store``), written to the
+    top-5 cache of ``data/<profile>/cache``. Runs on ``threads`` torch threads (the submitting
+    process's: the cache is keyed by the thread count). Returns the number of images."""
+    torch.set_num_threads(threads)
+    device = runtime.resolve_device(spec.device)
+    model = models.load_classifier(classifier, device)
+    features.outputs_under_ops(model, load_images(spec.store, rel_paths), op_names, batch_size=spec.batch_size,
+                               device=device, cache_dir=spec.store / "cache", classifier=classifier,
+                               workers=spec.workers, progress=False, stats=stats)
+    return len(rel_paths)
+
+
+def _feature_jobs(spec: DatasetSpec, manifest: pd.DataFrame, op_names: list[str], stats: bool, executor: Any,
+                  progress: bool) -> list[dict[str, str]]:
+    """The images not yet in the top-5 cache, ``spec.shard_size`` per job of ``executor``, per
+    classifier; returns the failed jobs (their images are then computed in this process)."""
+    threads = torch.get_num_threads()
+    jobs = []
+    with executor.batch():
+        for clf in spec.classifiers:
+            rel = manifest.loc[manifest["classifier"] == clf, "path"].tolist()
+            if not rel:
+                continue
+            missing = features.missing_from_cache(load_images(spec.store, rel), op_names, spec.store / "cache", clf,
+                                                  spec.batch_size, stats)
+            todo = [rel[i] for i in missing]
+            for start in range(0, len(todo), spec.shard_size):
+                chunk = todo[start:start + spec.shard_size]
+                jobs.append((f"{clf}: images {start}-{start + len(chunk) - 1} of {len(todo)}",
+                             executor.submit(feature_job, spec, clf, chunk, op_names, stats, threads)))
+    print(f"{len(jobs)} feature-pass job(s) submitted (logs: {executor.folder})")
+    return cluster.wait(jobs, progress, "feature-pass jobs")
+
+
+def under_ops(spec: DatasetSpec, manifest: pd.DataFrame, *, stats: bool = False, progress: bool = True,
+              executor: Any = None) -> tuple[np.ndarray, np.ndarray | None, list[str]]:
     """The manifest's images classified before and after every operation of the run (``spec.ops``,
     default all 38): ``(top5, stats, op_names)`` aligned with the manifest rows, ``top5`` int
     (len(manifest), 1 + n_ops, 5) (index 0: the image itself), ``stats`` float (len(manifest),
     n_ops, 2) with ``stats`` (:data:`advlib.features.STATS`: the softmax probability of the
     image's top-1 label and the shift of the softmax vector, from the same passes) else None.
     Per classifier with :func:`advlib.features.outputs_under_ops`, cached in
-    ``data/<profile>/cache`` so notebooks 02-05 share one extraction."""
+    ``data/<profile>/cache`` so notebooks 02-05 share one extraction. ``executor`` (a submitit
+    executor, :func:`advlib.cluster.make_executor`): the images missing from the cache are first
+    computed by jobs (:func:`feature_job`, ``spec.shard_size`` images each), then read here; the
+    images of a failed job are computed in this process."""
     store = spec.store
     device = runtime.resolve_device(spec.device)
     op_names = list(spec.ops or ops.OPERATIONS)
+    if executor is not None:
+        for f in _feature_jobs(spec, manifest, op_names, stats, executor, progress):
+            print(f"feature-pass job failed ({f['job']}): {f['error']}; its images are computed here")
     out = np.zeros((len(manifest), 1 + len(op_names), 5), dtype=np.int64)
     out_stats = np.zeros((len(manifest), len(op_names), len(features.STATS)), dtype=np.float32) if stats else None
     for clf in spec.classifiers:

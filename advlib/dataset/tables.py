@@ -53,6 +53,24 @@ def table1(attacked: pd.DataFrame, attack_order: list[str]) -> pd.DataFrame:
     return t[TABLE1_COLUMNS]
 
 
+def table1_by_classifier(t1: pd.DataFrame) -> pd.DataFrame:
+    """Table 1 in the paper's layout: one row per attack, one column per classifier holding the
+    images kept (``success_saved``, the paper's counts), each followed by ``<classifier>_attacked``
+    (the images the attack was run on: every normal image when every attack runs on every image,
+    as in the paper). From :func:`table1`'s long table."""
+    if t1.empty:
+        return pd.DataFrame()
+    order = list(dict.fromkeys(t1["attack"]))
+    cols = {}
+    for clf in dict.fromkeys(t1["classifier"]):
+        t = t1[t1["classifier"] == clf].set_index("attack").reindex(order)
+        cols[clf] = t["success_saved"]
+        cols[f"{clf}_attacked"] = t["attacked"]
+    out = pd.DataFrame(cols)
+    out.index.name = "attack"
+    return out.reset_index()
+
+
 def per_strength(attempts: pd.DataFrame) -> pd.DataFrame:
     """Every strength tried (``attempts.csv``): per classifier, attack and strength, the images tried
     and their success rates raw / rounded / saved, with the median L2 ([0, 1] scale) and L-inf

@@ -18,7 +18,7 @@ from .correction import fig5_heuristic, fig6_label_correction, fig7_examples, fi
 from .dataset import fig3_psnr_ssim, fig_examples
 from .detection import fig_detection_cost, fig_detection_per_attack, fig_format_robustness, fig_fpr_confidence, fig_roc
 from .effects import (GROUP_TITLES, TABLE3_OPS, fig4_operation_effects, fig_restored_heatmap, group_summary, op_axis,
-                      operation_effects, table3_counts, table3_percent)
+                      operation_effects, table3_by_classifier, table3_counts, table3_percent)
 from .style import FORMATS, UNITS, SavedFigure, beside, save, styled, theme
 from .tables import TABLES
 from .tables import write as write_table
@@ -28,4 +28,4 @@ __all__ = ["FORMATS", "GROUP_TITLES", "TABLE3_OPS", "TABLES", "UNITS", "SavedFig
            "fig5_heuristic", "fig6_label_correction", "fig7_examples", "fig8_quality", "fig9_qf_histogram",
            "fig_detection_cost", "fig_detection_per_attack", "fig_examples", "fig_format_robustness",
            "fig_fpr_confidence", "fig_restored_heatmap", "fig_roc", "group_summary", "op_axis", "operation_effects",
-           "save", "styled", "table3_counts", "table3_percent", "theme", "write_table"]
+           "save", "styled", "table3_by_classifier", "table3_counts", "table3_percent", "theme", "write_table"]

@@ -77,6 +77,18 @@ def table3_percent(effects: pd.DataFrame, shown: list[str] = TABLE3_OPS) -> pd.D
     return pd.concat({"ours": ours, "paper (ResNet-50)": theirs.reindex(ours.index)})
 
 
+def table3_by_classifier(effects: pd.DataFrame, shown: list[str] = TABLE3_OPS) -> pd.DataFrame:
+    """Table 3 as % misclassified (label out of the top-5) for each classifier and for all of them
+    pooled (``classifier`` "all", what Fig. 4 plots): one row per (classifier, set), one column
+    per operation of the paper's Table 3, with the set's size ``n``."""
+    e = effects[effects.op.isin(shown)]
+    parts = [e] + ([e.assign(classifier="all")] if e["classifier"].nunique() > 1 else [])
+    g = pd.concat(parts).groupby(["classifier", "set", "op"], sort=False)[["misclassified", "n"]].sum()
+    pct = (100 * g.misclassified / g.n).round(2).unstack("op")[[o for o in shown if o in set(e.op)]]
+    n = g.n.groupby(["classifier", "set"], sort=False).max()
+    return pct.assign(n=n).reset_index()
+
+
 def group_summary(effects: pd.DataFrame, op_names: list[str]) -> pd.DataFrame:
     """% misclassified per operation group, normal against adversarial images (all classifiers)."""
     e = effects[effects.op != "original"].merge(op_axis(op_names), on="op")

@@ -33,9 +33,13 @@ class Table:
 #: File stem -> :class:`Table`, in notebook order.
 TABLES: dict[str, Table] = {
     "table1_attack_success": Table("01_dataset", "Table 1: attacked images and successes per attack", paper.beside_table1),
+    "table1_by_classifier": Table("01_dataset", "Table 1 in the paper's layout: images kept per attack, a column "
+                                  "per classifier"),
     "table2_splits": Table("01_dataset", "Table 2: the splits (or the folds over photos)"),
     "table3_operation_effects": Table("02_operation_effects", "Table 3: % misclassified after each operation",
                                       paper.beside_table3),
+    "table3_by_classifier": Table("02_operation_effects", "Table 3 as % misclassified, per classifier and pooled "
+                                  "(classifier 'all', Fig. 4)"),
     "table4_detection_features": Table("03_detection", "Table 4: the feature detectors, out of fold", paper.beside_table4),
     "table5_detection_comparison": Table("03_detection", "Table 5: detectors compared, seen and unseen attacks",
                                          paper.beside_table5),

@@ -6,17 +6,17 @@ from __future__ import annotations
 
 import argparse
 import os
-import shutil
 import sys
 import time
 from pathlib import Path
 from typing import Any
 
+from .. import cluster
 from . import UsageError
 from .merge import shard_report
 
 #: ``--executor`` values.
-EXECUTORS = ("local", "slurm")
+EXECUTORS = cluster.EXECUTORS
 
 #: Options of ``advlib scan`` passed on to every shard job as they are (attribute, flag).
 _PASSED = (("classifier", "--classifier"), ("detector", "--detector"), ("format", "--format"),
@@ -88,21 +88,11 @@ def _parameters(args: argparse.Namespace) -> dict[str, Any]:
 def make_executor(args: argparse.Namespace) -> Any:
     """The submitit executor of ``--executor``, logs under ``--jobs-folder``. :class:`UsageError`
     when SLURM is asked for where there is none, or an option is not one of the executor's."""
-    import submitit  # the "cluster" extra: only with --executor
-
     folder = Path(args.jobs_folder or f"{args.out}.jobs")
-    if args.executor == "slurm":
-        if shutil.which("sbatch") is None:
-            raise UsageError("--executor slurm: no SLURM on this machine (sbatch not found); "
-                             "run it on a login node, or use --executor local")
-        executor = submitit.AutoExecutor(folder=folder, cluster="slurm")
-    else:
-        executor = submitit.LocalExecutor(folder=folder)
     try:
-        executor.update_parameters(**_parameters(args))
-    except (ValueError, TypeError, NameError) as e:
-        raise UsageError(f"--job-option: {e}") from e
-    return executor
+        return cluster.make_executor(args.executor, folder, _parameters(args), names=("--executor", "--job-option"))
+    except cluster.ExecutorError as e:
+        raise UsageError(str(e)) from e
 
 
 def run_jobs(args: argparse.Namespace) -> tuple[list[Path], list[str]]:
