@@ -199,6 +199,110 @@ def bench_numerics(n: int, threads: int, repeat: int = REPEAT) -> dict[str, floa
             "native_isa": best["native"]["isa"], "pinned_isa": best["pinned"]["isa"]}
 
 
+#: The four classifiers of the paper profile, timed by :func:`bench_cost` (torchvision architectures).
+PAPER_CLASSIFIERS = ("vgg16", "vgg19", "resnet18", "resnet50")
+
+
+def _pass_times(model: torch.nn.Module, x: torch.Tensor, repeat: int) -> tuple[float, float]:
+    """Seconds per image of a forward pass (a feature pass: no gradient) and of a forward+backward
+    pass to the input (an attack's gradient step) of ``model`` on the batch ``x``, best of ``repeat``."""
+    x = x.detach()
+    with torch.no_grad():
+        model(x)  # warm-up
+    fwd, fb = np.inf, np.inf
+    for _ in range(repeat):
+        t = time.perf_counter()
+        with torch.no_grad():
+            model(x)
+        fwd = min(fwd, time.perf_counter() - t)
+        xg = x.clone().requires_grad_(True)
+        t = time.perf_counter()
+        torch.autograd.grad(model(xg).logsumexp(1).sum(), xg)
+        fb = min(fb, time.perf_counter() - t)
+    return fwd / len(x), fb / len(x)
+
+
+def bench_cost(images: torch.Tensor, labels: torch.Tensor, device: torch.device, batch_size: int,
+               attack_names: list[str], measured: tuple[str, ...] = ("efficientnet_lite0", "efficientnet_lite1"),
+               repeat: int = REPEAT) -> tuple["pd.DataFrame", "pd.DataFrame"]:
+    """The paper profile's cost on this machine: ``(passes, attacks)``.
+
+    ``passes``: per classifier (the ``measured`` ones with their shipped weights, the paper's
+    four as torchvision architectures: timing only, no results come from them), seconds per
+    image of a forward pass and of a forward+backward pass, batch ``batch_size``.
+    ``attacks``: seconds per image of each attack (the profile's options, advlib's criteria,
+    the save-and-recheck included) run on ``images`` for each ``measured`` classifier."""
+    import pandas as pd
+    import torchvision
+
+    from .attacks import run_attack
+
+    x = images[:batch_size].float().div(255).to(device)
+    rows = []
+    for name in (*measured, *PAPER_CLASSIFIERS):
+        model = (load_classifier(name, device) if name in measured
+                 else getattr(torchvision.models, name)(weights=None).eval().to(device))
+        fwd, fb = _pass_times(model, x, repeat)
+        print(f"{name}: forward {1000 * fwd:.1f} ms, forward+backward {1000 * fb:.1f} ms per image", flush=True)
+        rows.append({"classifier": name, "weights": "shipped" if name in measured else "none (timing only)",
+                     "forward_s": fwd, "forward_backward_s": fb})
+    passes = pd.DataFrame(rows)
+    attack_rows = []
+    for name in measured:
+        model = load_classifier(name, device)
+        top1 = model(images[:1].float().div(255).to(device)).argmax(1)  # warm-up
+        with torch.no_grad():
+            top1 = torch.cat([model(images[i:i + batch_size].float().div(255).to(device)).argmax(1).cpu()
+                              for i in range(0, len(images), batch_size)])
+        for a in attack_names:
+            t = time.perf_counter()
+            run_attack(a, model, images, top1, device=device, batch_size=batch_size, reference=labels)
+            attack_rows.append({"classifier": name, "attack": a, "n": len(images),
+                                "seconds_per_image": (time.perf_counter() - t) / len(images)})
+            print(f"{name} {a}: {attack_rows[-1]['seconds_per_image']:.2f} s per image", flush=True)
+    return passes, pd.DataFrame(attack_rows)
+
+
+def paper_cost(passes: "pd.DataFrame", attack_times: "pd.DataFrame", base: str = "efficientnet_lite0",
+               n_candidates: int = 1500, n_normal: int = 1000, n_passes: int = 39) -> "pd.DataFrame":
+    """The paper profile's work in hours on this machine, per paper classifier and stage, from the
+    measured times: the attacks (every attack on ``n_normal`` images: ``base``'s seconds per image
+    of each attack, scaled by the classifier's forward+backward time over ``base``'s), the normal
+    selection (``n_candidates`` forward passes) and the feature passes (``n_normal`` plus the
+    paper's Table 1 adversarial images of the classifier, ``n_passes`` forward passes each). A
+    model: the attacks' iteration counts are taken to be the same on every classifier (checked
+    on efficientnet_lite1 by :func:`cost_check`)."""
+    import pandas as pd
+
+    from . import paper
+
+    p = passes.set_index("classifier")
+    per_attack = attack_times[attack_times.classifier == base].set_index("attack")["seconds_per_image"]
+    rows = []
+    for clf in PAPER_CLASSIFIERS:
+        scale = p.loc[clf, "forward_backward_s"] / p.loc[base, "forward_backward_s"]
+        n_adv = int(paper.TABLE1[clf].sum()) if clf in paper.TABLE1 else 0
+        attacks_h = n_normal * float(per_attack.sum()) * scale / 3600
+        select_h = n_candidates * p.loc[clf, "forward_s"] / 3600
+        features_h = (n_normal + n_adv) * n_passes * p.loc[clf, "forward_s"] / 3600
+        rows.append({"classifier": clf, "attack_runs": n_normal * len(per_attack), "images_in_dataset": n_normal + n_adv,
+                     "forward_backward_vs_base": scale, "attacks_h": attacks_h, "normal_selection_h": select_h,
+                     "feature_passes_h": features_h, "total_h": attacks_h + select_h + features_h})
+    out = pd.DataFrame(rows)
+    total = out.drop(columns=["classifier", "forward_backward_vs_base"]).sum().to_dict()
+    return pd.concat([out, pd.DataFrame([{"classifier": "all four", **total}])], ignore_index=True)
+
+
+def cost_check(passes: "pd.DataFrame", attack_times: "pd.DataFrame", base: str = "efficientnet_lite0",
+               other: str = "efficientnet_lite1") -> dict[str, float]:
+    """The scaling of :func:`paper_cost` checked where both sides are measured: ``other``'s total
+    attack seconds per image, predicted from ``base``'s by the forward+backward ratio, against measured."""
+    p = passes.set_index("classifier")["forward_backward_s"]
+    t = attack_times.groupby("classifier")["seconds_per_image"].sum()
+    predicted = float(t[base] * p[other] / p[base])
+    return {"predicted_s": predicted, "measured_s": float(t[other]), "ratio": float(t[other]) / predicted}
+
+
 def write_rows(rows: list[tuple[str, str]], device: str, threads: int, path=BENCHMARKS) -> None:
     """Add ``(figure, value)`` rows to the BENCHMARKS.md table, replacing a row of the same
     date, device, threads and figure."""
@@ -218,7 +322,7 @@ def write_rows(rows: list[tuple[str, str]], device: str, threads: int, path=BENC
 
 def main(argv: list[str] | None = None) -> dict[str, float]:
     parser = argparse.ArgumentParser(prog="advlib bench", description=__doc__.splitlines()[0])
-    parser.add_argument("what", choices=["ops", "features", "pipeline", "scan", "numerics", "all"])
+    parser.add_argument("what", choices=["ops", "features", "pipeline", "scan", "numerics", "cost", "all"])
     parser.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
     parser.add_argument("--n", type=int, default=16, help="number of images (default 16)")
     parser.add_argument("--batch-size", type=int, default=0, help="classifier batch size (0 = auto: 4 on CPU, 128 on GPU)")
@@ -276,6 +380,10 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
         rows.append(("scan_speedup", f"{r['scan_speedup']:.2f} (shipped cheap detector, {int(r['cheap_passes'])} passes, "
                                      f"{r['cheap_ips']:.2f} img/s vs all-38 SVM-diff {r['all38_ips']:.2f} img/s; "
                                      f"feature squeezing {r['squeeze_ips']:.2f} img/s; {args.classifier}, n={len(images)})"))
+    if args.what == "cost":  # not part of "all": minutes of attacks
+        r = _cost(device, args.batch_size, args.n, threads)
+        results.update(r["results"])
+        rows += r["rows"]
     for k, v in results.items():
         print(f"{k}: {v:.3f}")
     if not args.no_write:
@@ -283,6 +391,39 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
     for figure, _ in rows:
         print(f"RESULT {figure}={results[figure]:.3f}")
     return results
+
+
+def _cost(device: torch.device, batch_size: int, n: int, threads: int) -> dict:
+    """``advlib bench cost``: :func:`bench_cost` on ``n`` labelled ImageNet photos (foolbox's),
+    :func:`paper_cost`, written to ``tables/cost/`` (``passes.csv``, ``attacks.csv``,
+    ``paper_cost.csv``) and as BENCHMARKS.md rows."""
+    from . import attacks, paths
+    from .store import write_csv
+
+    items = [it for it in demo_items(1) if it.label_source == "imagenet"][:n]
+    images, ok, _ = read_images(items)
+    labels = torch.tensor([it.label for it in ok])
+    names = list(attacks.ATTACKS)
+    passes, times = bench_cost(images, labels, device, batch_size, names)
+    cost = paper_cost(passes, times)
+    check = cost_check(passes, times)
+    out = paths.ROOT / "tables" / "cost"
+    suffix = "" if device.type == "cpu" else f"_{device.type}"
+    write_csv(passes, out / f"passes{suffix}.csv")
+    write_csv(times, out / f"attacks{suffix}.csv")
+    write_csv(cost, out / f"paper_cost{suffix}.csv")
+    print(passes.to_string(index=False))
+    print(times.pivot(index="attack", columns="classifier", values="seconds_per_image").round(3).to_string())
+    print(cost.round(2).to_string(index=False))
+    print(f"scaling check on efficientnet_lite1: predicted {check['predicted_s']:.1f} s, measured "
+          f"{check['measured_s']:.1f} s per image for the 12 attacks (measured / predicted {check['ratio']:.2f})")
+    total = cost[cost.classifier == "all four"].iloc[0]
+    row = (f"{total['total_h']:.0f} h for the paper profile's notebooks 01-02 (attacks {total['attacks_h']:.0f} h, "
+           f"feature passes {total['feature_passes_h']:.0f} h; model from efficientnet_lite0's measured attacks, "
+           f"n={len(images)}, scaled by forward+backward time; scaling checked on lite1: measured/predicted "
+           f"{check['ratio']:.2f}; {runtime.cpu_name()})")
+    return {"results": {"paper_cost": float(total["total_h"]), "cost_check_ratio": check["ratio"]},
+            "rows": [("paper_cost", row)]}
 
 
 if __name__ == "__main__":
