@@ -172,7 +172,10 @@ def test_an_interrupted_scan_says_what_the_report_holds(corpus, tmp_path):
     env = {**os.environ, "OMP_NUM_THREADS": "1", "OMP_WAIT_POLICY": "PASSIVE"}
     cmd = [sys.executable, "-m", "advlib", "scan", str(folder), "--detector", str(corpus["detector"]), "--out",
            str(out), "--device", "cpu", "--batch-size", "1", "--threads", "1"]
-    proc = subprocess.Popen(cmd, stderr=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env=env)
+    # A shell that starts a job in the background (`make test &`, nohup) makes it ignore SIGINT, and
+    # its children inherit that: the scan process gets SIGINT's default back, as in a terminal.
+    proc = subprocess.Popen(cmd, stderr=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env=env,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     err: list[str] = []
     reader = threading.Thread(target=lambda: err.extend(iter(lambda: proc.stderr.read(1), "")), daemon=True)
     reader.start()
