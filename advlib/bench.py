@@ -39,7 +39,7 @@ from .api import attack
 from .corpora import demo_items, read_images
 from .detect import FeatureSqueezing
 from .detect.pipeline import Detector
-from .models import load_classifier
+from .models import load_classifier, predict_topk
 from .paths import ROOT
 from .runtime import auto_batch_size, tune_allocator
 from .store import atomic_write_bytes, to_pil
@@ -250,10 +250,7 @@ def bench_cost(images: torch.Tensor, labels: torch.Tensor, device: torch.device,
     attack_rows = []
     for name in measured:
         model = load_classifier(name, device)
-        top1 = model(images[:1].float().div(255).to(device)).argmax(1)  # warm-up
-        with torch.no_grad():
-            top1 = torch.cat([model(images[i:i + batch_size].float().div(255).to(device)).argmax(1).cpu()
-                              for i in range(0, len(images), batch_size)])
+        top1 = predict_topk(model, images, 1, batch_size)[:, 0]
         for a in attack_names:
             t = time.perf_counter()
             run_attack(a, model, images, top1, device=device, batch_size=batch_size, reference=labels)
@@ -281,7 +278,7 @@ def paper_cost(passes: "pd.DataFrame", attack_times: "pd.DataFrame", base: str =
     rows = []
     for clf in PAPER_CLASSIFIERS:
         scale = p.loc[clf, "forward_backward_s"] / p.loc[base, "forward_backward_s"]
-        n_adv = int(paper.TABLE1[clf].sum()) if clf in paper.TABLE1 else 0
+        n_adv = int(paper.TABLE1[clf].sum())
         attacks_h = n_normal * float(per_attack.sum()) * scale / 3600
         select_h = n_candidates * p.loc[clf, "forward_s"] / 3600
         features_h = (n_normal + n_adv) * n_passes * p.loc[clf, "forward_s"] / 3600

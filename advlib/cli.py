@@ -32,6 +32,7 @@ def cmd_scan(argv: Sequence[str]) -> int:
 def cmd_reproduce(argv: Sequence[str]) -> int:
     """``advlib reproduce [PROFILE] [NOTEBOOK ...] [--set KEY=VALUE ...]`` (:func:`advlib.run.reproduce`)."""
     from . import run
+    from .cluster import EXECUTORS
 
     p = argparse.ArgumentParser(
         prog="advlib reproduce", formatter_class=argparse.RawDescriptionHelpFormatter,
@@ -56,7 +57,7 @@ def cmd_reproduce(argv: Sequence[str]) -> int:
                         "any x86 CPU; native: fastest)")
     p.add_argument("--threads", type=int, metavar="N", help="torch threads of every notebook (default: the profile's "
                    "threads; 0 = one per core)")
-    p.add_argument("--executor", choices=["local", "slurm"],
+    p.add_argument("--executor", choices=EXECUTORS,
                    help="notebook 01's attack shards and notebook 02's feature passes as submitit jobs: local "
                         "subprocesses or SLURM job arrays (profile key executor; submitit parameters: --set "
                         "executor_options='{timeout_min: 240, slurm_partition: gpu, gpus_per_node: 1}'); the "

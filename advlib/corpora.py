@@ -373,6 +373,6 @@ def _imagenet_dir(spec: Any) -> Path:
     """The spec's ImageNet folder (relative paths: to the repository root), written first from the
     photos shipped in packages when the profile says so (``imagenet_build``) and it is missing."""
     folder = paths.resolve(spec.imagenet_dir)
-    if getattr(spec, "imagenet_build", None):
+    if spec.imagenet_build:
         write_imagenet_folder(folder, spec.imagenet_build)
     return folder

@@ -168,15 +168,15 @@ def _load_cache(folder: Path, ops: list[str]) -> tuple[dict[str, torch.Tensor], 
     return rows, stats
 
 
-def missing_from_cache(images: torch.Tensor, ops: list[str] | None, cache_dir: str | os.PathLike, classifier: str,
+def missing_from_cache(hashes: list[str], ops: list[str] | None, cache_dir: str | os.PathLike, classifier: str,
                        batch_size: int, stats: bool = False) -> list[int]:
-    """Indices of ``images`` whose outputs under ``ops`` are not in the cache that
+    """Indices of the images with pixel SHA-256 ``hashes`` (:func:`advlib.store.pixel_sha256`, the
+    manifest's ``sha256``) whose outputs under ``ops`` are not in the cache that
     :func:`outputs_under_ops` would read with these arguments (on this process's thread count
     and numerics): what is left to compute."""
     names = _check_ops(ops)
     rows, stat_rows = _load_cache(_cache_folder(cache_dir, classifier, names, batch_size), names)
-    return [i for i, im in enumerate(images)
-            if (h := pixel_sha256(im)) not in rows or (stats and h not in stat_rows)]
+    return [i for i, h in enumerate(hashes) if h not in rows or (stats and h not in stat_rows)]
 
 
 def top5_under_ops(model: nn.Module, images: torch.Tensor, ops: list[str] | None = None, **kwargs) -> torch.Tensor:

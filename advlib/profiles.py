@@ -19,7 +19,7 @@ from typing import Any, Union, get_args, get_origin
 
 import yaml
 
-from . import paths
+from . import cluster, paths
 from .paths import IMAGENET_ENV, fingerprint
 from .runtime import auto_batch_size
 
@@ -193,8 +193,9 @@ def validate(params: dict[str, Any], source: str = "<parameters>") -> dict[str, 
                 f"{source}: key 'imagenet_dir' is empty and {IMAGENET_ENV} is not set: "
                 "point it at an ImageNet validation folder (see README, 'Paper profile')"
             )
-    if out["executor"] not in (None, "local", "slurm"):
-        raise ProfileError(f"{source}: key 'executor' must be null, 'local' or 'slurm', got {out['executor']!r}")
+    if out["executor"] is not None and out["executor"] not in cluster.EXECUTORS:
+        raise ProfileError(f"{source}: key 'executor' must be null or one of {', '.join(cluster.EXECUTORS)}, "
+                           f"got {out['executor']!r}")
     if out["imagenet_build"] not in (None, "classes", "flat"):
         raise ProfileError(f"{source}: key 'imagenet_build' must be null, 'classes' or 'flat', got {out['imagenet_build']!r}")
     for key in PATH_KEYS:

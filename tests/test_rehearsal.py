@@ -128,8 +128,10 @@ def test_dataset_stage_and_feature_passes_as_submitit_jobs_equal_the_in_process_
 
 
 def features_missing(spec: dataset.DatasetSpec, manifest: pd.DataFrame, names: list[str]) -> int:
-    from advlib import features
+    from advlib import features, store
 
-    return sum(len(features.missing_from_cache(dataset.load_images(spec.store, manifest.path[manifest.classifier == c]
-                                                                   .tolist()), names, spec.store / "cache", c,
-                                               spec.batch_size, True)) for c in spec.classifiers)
+    def hashes(c):  # from the files' own pixels, not the manifest's column
+        return [store.pixel_sha256(im) for im in dataset.load_images(spec.store, manifest.path[manifest.classifier == c])]
+
+    return sum(len(features.missing_from_cache(hashes(c), names, spec.store / "cache", c, spec.batch_size, True))
+               for c in spec.classifiers)

@@ -266,16 +266,18 @@ def feature_job(spec: DatasetSpec, classifier: str, rel_paths: list[str], op_nam
 
 def _feature_jobs(spec: DatasetSpec, manifest: pd.DataFrame, op_names: list[str], stats: bool, executor: Any,
                   progress: bool) -> list[dict[str, str]]:
-    """The images not yet in the top-5 cache, ``spec.shard_size`` per job of ``executor``, per
-    classifier; returns the failed jobs (their images are then computed in this process)."""
+    """The images not yet in the top-5 cache (by the manifest's pixel ``sha256``: no image is read
+    here), ``spec.shard_size`` per job of ``executor``, per classifier; returns the failed jobs
+    (their images are then computed in this process)."""
     threads = torch.get_num_threads()
     jobs = []
     with executor.batch():
         for clf in spec.classifiers:
-            rel = manifest.loc[manifest["classifier"] == clf, "path"].tolist()
-            if not rel:
+            rows = manifest[manifest["classifier"] == clf]
+            if rows.empty:
                 continue
-            missing = features.missing_from_cache(load_images(spec.store, rel), op_names, spec.store / "cache", clf,
+            rel = rows["path"].tolist()
+            missing = features.missing_from_cache(rows["sha256"].tolist(), op_names, spec.store / "cache", clf,
                                                   spec.batch_size, stats)
             todo = [rel[i] for i in missing]
             for start in range(0, len(todo), spec.shard_size):
